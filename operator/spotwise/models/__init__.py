@@ -1,0 +1,1 @@
+"""Pure models: capacity (USL), latency, demand forecast, risk, fitting. No I/O."""
