@@ -1,15 +1,19 @@
 """The genetic engine: DEAP evolution over integer genomes, scored in NumPy.
 
-A genome holds, per workload, an index into its useful concurrency grid and its pods in
-each candidate pool; node counts follow from the pods. A repair operator, vectorized
-over the population, restores every hard rule it can (replica bounds, the SLO's replica
-need, on-demand and spot shares, per-pool caps, surviving a pool loss), so evolution
-spends its time on cost: which pools, how the pods of several workloads share nodes.
-Fitness is the hourly cost plus, when asked, node churn against the previous plan, and
-a second objective, expected spot interruptions, for NSGA-II (`objectives="cost-risk"`).
+A genome holds, per workload, an index into its useful concurrency grid and the replicas
+it runs beyond what that limit needs, and per candidate pool a node count. A decoder,
+vectorized over the population, packs every workload's pods into the nodes the genome
+pays for (cheapest pods first, honouring the on-demand share, the spot share, the
+per-pool cap and the pool-loss rule), buys the cheapest node that hosts whatever is
+left, and drops nodes nobody uses. Every decoded genome therefore meets the hard rules,
+and evolution spends its time on what costs money: which pools, how many nodes, how
+workloads share them. Seeds are per-workload exact placements (a small dynamic
+program); a steepest-descent pass polishes the winner.
 
-Deterministic for a seed: DEAP draws from the global `random` module, so a solve seeds it
-under a lock and restores it after.
+Fitness is the hourly cost plus, when asked, node churn against the previous plan; a
+second objective, expected spot interruptions per hour, turns on NSGA-II
+(`objectives="cost-risk"`). Deterministic for a seed: DEAP draws from the global
+`random` module, so a solve seeds it under a lock and restores it afterwards.
 
 Not here: the exact optimum (`exact.py`), learned proposals (`rl.py`, `hybrid.py`).
 """
@@ -30,6 +34,7 @@ from numpy.typing import NDArray
 
 from spotwise.domain import Plan, Problem
 from spotwise.engines.base import (
+    FloatArray,
     IntArray,
     Tables,
     allowed_grid,
@@ -40,7 +45,8 @@ from spotwise.engines.base import (
 )
 
 _EPS = 1e-9
-_PENALTY = 1_000.0  # $/h per unit of rule violation left after repair
+_ROOM_EPS = 1e-6  # node fractions are sums of 1/k: tolerate rounding when a pod fits
+_PENALTY = 1_000.0  # $/h per pod the decoder could not place
 _REPLICA_TIE_BREAK = 1e-5  # the same tie-break as the exact engine
 _LOCK = threading.Lock()
 
@@ -53,16 +59,25 @@ if not hasattr(creator, "SpotwiseFitnessCost"):
 
 @dataclass(frozen=True)
 class Proposal:
-    """A starting point for evolution in pool terms: concurrency per workload and pods
-    per (workload, pool index of the problem)."""
+    """A starting point for evolution in problem terms: concurrency per workload and
+    pods per (workload, pool index of the problem)."""
 
     concurrency: Sequence[int]
     pods: IntArray  # (W, P)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    genomes: IntArray  # repaired: nodes actually used, replicas actually run
+    grid: IntArray  # (n, W) index into each workload's useful grid
+    pods: IntArray  # (n, W, C)
+    nodes: IntArray  # (n, C)
+    missing: IntArray  # (n,) pods that found no place
+
+
 class _Space:
-    """The genome layout for one problem: candidate pools and the arrays repair and
-    fitness need, restricted to those pools."""
+    """The genome layout for one problem and the decoder that turns genomes into
+    placements, restricted to the candidate pools."""
 
     def __init__(self, tables: Tables, pools: list[int], churn_weight: float,
                  previous_nodes: IntArray | None) -> None:
@@ -75,215 +90,310 @@ class _Space:
         self.grid = [np.array(allowed_grid(tables, w), dtype=np.int64) for w in range(self.n_w)]
         self.need = [np.array([effective_need(tables, w, int(g)) for g in self.grid[w]])
                      for w in range(self.n_w)]
-        survive_on = cons.survive_pool_loss
         self.survive = [
-            np.array([int(tables.survive[w][g]) if survive_on
+            np.array([int(tables.survive[w][g]) if cons.survive_pool_loss
                       and problem.workloads[w].demand_rps > 0 else 0 for g in self.grid[w]])
             for w in range(self.n_w)
         ]
         self.max_rep = np.array([w.max_replicas for w in problem.workloads], dtype=np.int64)
         self.ppn = tables.ppn[:, self.pools]
         self.usable = tables.usable[:, self.pools]
+        self.frac = np.where(self.usable, 1.0 / np.maximum(self.ppn, 1), 0.0)
         self.price = tables.price[self.pools]
         self.spot = tables.is_spot[self.pools]
         self.rate = np.array([problem.pools[p].interruptions_per_hour for p in self.pools])
-        with np.errstate(divide="ignore"):
-            per_pod = np.where(self.usable, self.price / np.maximum(self.ppn, 1), np.inf)
-        # Pools in the order repair fills them, cheapest pod first, per workload.
+        per_pod = np.where(self.usable, self.price * self.frac, np.inf)
+        # Pools in the order the decoder fills them: cheapest pod first, per workload.
         self.spot_order = [[int(p) for p in np.argsort(per_pod[w], kind="stable")
                             if self.spot[p] and self.usable[w, p]] for w in range(self.n_w)]
         self.od_order = [[int(p) for p in np.argsort(per_pod[w], kind="stable")
                           if not self.spot[p] and self.usable[w, p]] for w in range(self.n_w)]
+        # Big pods first, as in first-fit decreasing.
+        size = np.where(self.usable, self.frac, 0).max(axis=1) if self.n_c else np.zeros(self.n_w)
+        self.workload_order = [int(w) for w in np.argsort(-size, kind="stable")]
         od = np.flatnonzero(~self.spot)
         self.cheapest_od = int(od[np.argmin(self.price[od])]) if od.size else -1
-        self.per_pod = per_pod
+        self.max_nodes = cons.max_nodes_per_pool
         self.churn_weight = churn_weight
         self.previous = previous_nodes[self.pools] if previous_nodes is not None else None
 
     @property
     def length(self) -> int:
-        return self.n_w + self.n_w * self.n_c
+        return 2 * self.n_w + self.n_c
 
-    def split(self, genomes: NDArray[np.int64]) -> tuple[IntArray, IntArray]:
-        g = genomes[:, : self.n_w]
-        r = genomes[:, self.n_w:].reshape(len(genomes), self.n_w, self.n_c)
-        return g, r
+    def split(self, genomes: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        w = self.n_w
+        return genomes[:, :w], genomes[:, w:2 * w], genomes[:, 2 * w:]
 
-    def join(self, g: IntArray, r: IntArray) -> IntArray:
-        return np.concatenate([g, r.reshape(len(g), -1)], axis=1)
+    # -- decoding -------------------------------------------------------------------
 
-    # -- repair ---------------------------------------------------------------------
-
-    def repair(self, genomes: NDArray[np.int64]) -> IntArray:
+    def decode(self, genomes: NDArray[np.int64]) -> Decoded:
         cons = self.tables.problem.constraints
-        g, r = self.split(np.array(genomes, dtype=np.int64))
-        g = g.copy()
-        r = np.maximum(r, 0)
+        raw = np.asarray(genomes, dtype=np.int64).reshape(-1, self.length)
+        g_raw, extra, n_raw = self.split(raw)
+        rows = len(raw)
+        g = np.empty_like(g_raw)
+        replicas = np.empty_like(extra)
         for w in range(self.n_w):
-            g[:, w] = np.clip(g[:, w], 0, len(self.grid[w]) - 1)
+            g[:, w] = np.clip(g_raw[:, w], 0, len(self.grid[w]) - 1)
             need = self.need[w][g[:, w]]
-            surv = self.survive[w][g[:, w]]
-            rw = np.where(self.usable[w][None, :], r[:, w, :], 0)
-            total = np.clip(rw.sum(axis=1), need, self.max_rep[w])
+            replicas[:, w] = np.clip(need + np.maximum(extra[:, w], 0), need, self.max_rep[w])
+        room = np.clip(n_raw, 0, self.max_nodes).astype(np.float64)
+        pods = np.zeros((rows, self.n_w, self.n_c), dtype=np.int64)
+        bought = np.zeros((rows, self.n_c), dtype=np.int64)
+        missing_total = np.zeros(rows, dtype=np.int64)
+        for w in self.workload_order:
+            total = replicas[:, w]
             od_min = np.ceil(cons.on_demand_min_share * total - _EPS).astype(np.int64)
             spot_max = np.minimum(np.floor(cons.spot_max_share * total + _EPS).astype(np.int64),
                                   total - od_min)
             cap = np.floor(cons.spot_max_pool_share * total + _EPS).astype(np.int64)
             if cons.survive_pool_loss:
-                cap = np.minimum(cap, np.maximum(total - surv, 0))
-            spot_idx = self.spot_order[w]
-            od_idx = self.od_order[w]
-            if spot_idx:
-                rw[:, spot_idx] = np.minimum(rw[:, spot_idx], cap[:, None])
-                excess = np.maximum(rw[:, spot_idx].sum(axis=1) - spot_max, 0)
-                rw = _take(rw, spot_idx[::-1], excess)
-            spot_now = rw[:, spot_idx].sum(axis=1) if spot_idx else np.zeros(len(g), np.int64)
-            od_now = rw[:, od_idx].sum(axis=1) if od_idx else np.zeros(len(g), np.int64)
-            # Too many on-demand pods beyond what the total leaves: drop dearest first.
-            od_room = np.maximum(total - spot_now, od_min)
-            rw = _take(rw, od_idx[::-1], np.maximum(od_now - od_room, 0))
-            od_now = rw[:, od_idx].sum(axis=1) if od_idx else od_now
-            # Fill: on-demand up to its minimum, then spot within caps, then on-demand;
-            # each first into free slots of nodes already paid for.
-            r[:, w, :] = rw
-            free = self.free_slots(r, w)
-            rw = _fill(rw, od_idx, np.maximum(od_min - od_now, 0), None, free)
-            missing = np.maximum(total - rw.sum(axis=1), 0)
-            if spot_idx:
-                spot_room = np.maximum(spot_max - rw[:, spot_idx].sum(axis=1), 0)
-                add = np.minimum(missing, spot_room)
-                rw = _fill(rw, spot_idx, add, cap, free)
-                missing = np.maximum(total - rw.sum(axis=1), 0)
-            rw = _fill(rw, od_idx, missing, None, free)
-            r[:, w, :] = rw
-        return self.join(g, r)
+                cap = np.minimum(cap, np.maximum(total - self.survive[w][g[:, w]], 0))
+            placed = pods[:, w, :]
+            self._place(w, placed, room, self.od_order[w], od_min, None)
+            self._place(w, placed, room, self.spot_order[w], spot_max, cap)
+            self._place(w, placed, room, self.od_order[w], total - placed.sum(axis=1), None)
+            missing = total - placed.sum(axis=1)
+            if missing.any():
+                missing = self._buy(w, placed, room, bought, missing, spot_max, cap)
+            missing_total += missing
+        used = (pods * self.frac[None]).sum(axis=1)
+        nodes = np.ceil(used - _ROOM_EPS).astype(np.int64)
+        nodes = np.maximum(nodes, 0)
+        if self.cheapest_od >= 0:
+            short = cons.on_demand_min_nodes - nodes[:, ~self.spot].sum(axis=1)
+            nodes[:, self.cheapest_od] += np.maximum(short, 0)
+        extra_run = np.stack([replicas[:, w] - self.need[w][g[:, w]] for w in range(self.n_w)],
+                             axis=1) if self.n_w else extra
+        repaired = np.concatenate([g, extra_run, nodes], axis=1)
+        return Decoded(repaired, g, pods, nodes, missing_total)
 
-    def free_slots(self, r: IntArray, w: int) -> IntArray:
-        """Pods of workload w that fit, per genome and pool, in nodes the pods already
-        placed force anyway (the unused part of each pool's last node)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(self.ppn[None] > 0, r / np.maximum(self.ppn[None], 1), 0.0)
-        load = frac.sum(axis=1)
-        slack = np.ceil(load - _EPS) - load
-        return np.where(self.usable[w][None], np.floor(slack * self.ppn[w][None] + 1e-6),
-                        0).astype(np.int64)
+    def _place(self, w: int, placed: IntArray, room: FloatArray, order: Sequence[int],
+               amount: IntArray, cap: IntArray | None) -> None:
+        """Put up to `amount` pods of w into the free room of pools in `order`."""
+        left = np.maximum(amount, 0)
+        for p in order:
+            if not left.any():
+                return
+            fit = np.floor(room[:, p] * self.ppn[w, p] + _ROOM_EPS).astype(np.int64)
+            if cap is not None:
+                fit = np.minimum(fit, cap - placed[:, p])
+            t = np.clip(np.minimum(left, fit), 0, None)
+            placed[:, p] += t
+            room[:, p] -= t * self.frac[w, p]
+            left -= t
+
+    def _buy(self, w: int, placed: IntArray, room: FloatArray, bought: IntArray,
+             missing: IntArray, spot_max: IntArray, cap: IntArray) -> IntArray:
+        """New nodes for pods that found no room: per genome the single pool that hosts
+        all of them for the least, where the share rules allow them all there."""
+        m = missing[:, None].astype(np.float64)
+        extra_nodes = np.ceil(m * self.frac[w][None, :] - np.maximum(room, 0) - _ROOM_EPS)
+        extra_nodes = np.maximum(extra_nodes, 0)
+        cost = self.price[None, :] * extra_nodes
+        allowed = np.broadcast_to(self.usable[w][None, :], cost.shape).copy()
+        spot_room = spot_max - placed[:, self.spot].sum(axis=1)
+        spot_ok = (spot_room[:, None] >= missing[:, None]) & (cap[:, None] - placed >= missing[:, None])
+        allowed &= np.where(self.spot[None, :], spot_ok, True)
+        cost = np.where(allowed, cost, np.inf)
+        best = np.argmin(cost, axis=1)
+        ok = np.isfinite(cost[np.arange(len(best)), best]) & (missing > 0)
+        idx = np.flatnonzero(ok)
+        p = best[idx]
+        added = extra_nodes[idx, p].astype(np.int64)
+        room[idx, p] += added - missing[idx] * self.frac[w, p]
+        placed[idx, p] += missing[idx]
+        bought[idx, p] += added
+        return np.where(ok, 0, missing)
 
     # -- fitness --------------------------------------------------------------------
 
-    def nodes(self, r: IntArray) -> IntArray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(self.ppn[None] > 0, r / np.maximum(self.ppn[None], 1),
-                            np.where(r > 0, 1e6, 0.0))
-        n = np.ceil(frac.sum(axis=1) - _EPS).astype(np.int64)
-        short = self.tables.problem.constraints.on_demand_min_nodes - n[:, ~self.spot].sum(axis=1)
-        if self.cheapest_od >= 0:
-            n[:, self.cheapest_od] += np.maximum(short, 0)
-        return n
-
-    def score(self, genomes: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                                          NDArray[np.float64]]:
-        """(fitness cost, hourly cost, expected interruptions/h) per genome."""
+    def score(self, decoded: Decoded) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(fitness, hourly cost, expected interruptions/h) per genome."""
         cons = self.tables.problem.constraints
-        g, r = self.split(genomes)
-        n = self.nodes(r)
-        hourly = (n * self.price).sum(axis=1)
-        violation = np.zeros(len(g))
-        for w in range(self.n_w):
-            total = r[:, w, :].sum(axis=1)
-            need = self.need[w][np.clip(g[:, w], 0, len(self.grid[w]) - 1)]
-            violation += np.maximum(need - total, 0) + np.maximum(total - self.max_rep[w], 0)
-            violation += np.where(self.usable[w], 0, r[:, w, :]).sum(axis=1)
-        over = n - cons.max_nodes_per_pool
-        violation += np.maximum(over, 0).sum(axis=1)
-        fitness = hourly + _PENALTY * violation + _REPLICA_TIE_BREAK * r.sum(axis=(1, 2))
+        hourly = (decoded.nodes * self.price).sum(axis=1)
+        fitness = hourly + _PENALTY * decoded.missing
+        fitness = fitness + _REPLICA_TIE_BREAK * decoded.pods.sum(axis=(1, 2))
+        fitness += _PENALTY * np.maximum(decoded.nodes - self.max_nodes, 0).sum(axis=1)
         if cons.max_hourly_cost is not None:
             fitness += 10.0 * np.maximum(hourly - cons.max_hourly_cost, 0)
         if self.previous is not None and self.churn_weight > 0:
-            fitness += self.churn_weight * (np.abs(n - self.previous[None]) * self.price).sum(axis=1)
-        risk = (n * np.where(self.spot, self.rate, 0.0)).sum(axis=1)
+            changed = np.abs(decoded.nodes - self.previous[None]) * self.price
+            fitness += self.churn_weight * changed.sum(axis=1)
+        risk = (decoded.nodes * np.where(self.spot, self.rate, 0.0)).sum(axis=1)
         return fitness, hourly, risk
 
     # -- conversions ----------------------------------------------------------------
 
-    def genome_from(self, proposal: Proposal) -> list[int]:
-        g = []
+    def genome_from(self, concurrency: Sequence[int], pods: IntArray) -> list[int]:
+        """A genome from a placement over candidate pools (W, C)."""
+        g, extra = [], []
         for w in range(self.n_w):
-            c = proposal.concurrency[w]
-            concurrencies = self.tables.grids[w][self.grid[w]]
-            g.append(int(np.argmin(np.abs(concurrencies - c))))
-        r = np.asarray(proposal.pods)[:, self.pools]
-        return g + [int(v) for v in r.reshape(-1)]
+            values = self.tables.grids[w][self.grid[w]]
+            gi = int(np.argmin(np.abs(values - concurrency[w])))
+            g.append(gi)
+            extra.append(max(0, int(pods[w].sum()) - int(self.need[w][gi])))
+        nodes = np.ceil((pods * self.frac).sum(axis=0) - _ROOM_EPS).astype(np.int64)
+        return g + extra + [int(v) for v in np.maximum(nodes, 0)]
+
+    def from_proposal(self, proposal: Proposal) -> list[int]:
+        pods = np.asarray(proposal.pods)[:, self.pools]
+        return self.genome_from(proposal.concurrency, pods)
 
     def to_problem_arrays(self, genome: Sequence[int]) -> tuple[list[int], IntArray, IntArray]:
-        arr = np.array([genome], dtype=np.int64)
-        g, r = self.split(arr)
-        n = self.nodes(r)[0]
+        d = self.decode(np.array([genome], dtype=np.int64))
         full_pods = np.zeros((self.n_w, self.tables.n_pools), dtype=np.int64)
-        full_pods[:, self.pools] = r[0]
+        full_pods[:, self.pools] = d.pods[0]
         full_nodes = np.zeros(self.tables.n_pools, dtype=np.int64)
-        full_nodes[self.pools] = n
-        grid_index = [int(self.grid[w][g[0, w]]) for w in range(self.n_w)]
+        full_nodes[self.pools] = d.nodes[0]
+        grid_index = [int(self.grid[w][d.grid[0, w]]) for w in range(self.n_w)]
         return grid_index, full_pods, full_nodes
 
 
-def _take(rw: IntArray, order: Sequence[int], amount: IntArray) -> IntArray:
-    """Remove `amount` pods per row, from pools in `order`."""
-    left = amount.copy()
-    for p in order:
-        if not left.any():
-            break
-        t = np.minimum(left, rw[:, p])
-        rw[:, p] -= t
-        left -= t
-    return rw
+def _cover_unbounded(ppn: IntArray, price: FloatArray, upto: int) -> tuple[FloatArray, IntArray]:
+    """Cheapest nodes (any number from any pool) to host 0..upto pods: cost and, per
+    pod count, the pool of the last node added (-1 for none)."""
+    cost = np.full(upto + 1, np.inf)
+    last = np.full(upto + 1, -1, dtype=np.int64)
+    cost[0] = 0.0
+    if not len(ppn):
+        return cost, last
+    for o in range(1, upto + 1):
+        options = cost[np.maximum(o - ppn, 0)] + price
+        i = int(np.argmin(options))
+        cost[o], last[o] = options[i], i
+    return cost, last
 
 
-def _fill(rw: IntArray, order: Sequence[int], amount: IntArray, cap: IntArray | None,
-          free: IntArray | None = None) -> IntArray:
-    """Add `amount` pods per row to pools in `order`, each up to `cap`: first into `free`
-    slots (no new node), then into pools that already hold some (keeps what evolution
-    chose), then anywhere."""
-    left = amount.copy()
-    passes = (("free", "used", "any") if free is not None else ("used", "any"))
-    for kind in passes:
-        for p in order:
-            if not left.any():
-                return rw
-            room = left if cap is None else np.maximum(cap - rw[:, p], 0)
-            if kind == "free" and free is not None:
-                room = np.minimum(room, free[:, p])
-                eligible = free[:, p] > 0
-            elif kind == "used":
-                eligible = rw[:, p] > 0
-            else:
-                eligible = np.ones(len(rw), dtype=bool)
-            t = np.where(eligible, np.minimum(left, room), 0)
-            rw[:, p] += t
-            left -= t
-            if free is not None and kind == "free":
-                free[:, p] -= t
-    return rw
+def _unwind_unbounded(last: IntArray, ppn: IntArray, pods: int) -> IntArray:
+    """Pods per pool for the cover `_cover_unbounded` found."""
+    out = np.zeros(len(ppn), dtype=np.int64)
+    o = pods
+    while o > 0 and last[o] >= 0:
+        i = int(last[o])
+        take = min(int(ppn[i]), o)
+        out[i] += take
+        o -= take
+    return out
+
+
+def _cover_capped(ppn: IntArray, price: FloatArray, upto: int, cap: int
+                  ) -> tuple[FloatArray, list[IntArray]]:
+    """Cheapest way to host 0..upto pods with at most `cap` pods in any one pool: a
+    knapsack over pools, each taken once with 0..cap pods."""
+    cost = np.full(upto + 1, np.inf)
+    cost[0] = 0.0
+    choices: list[IntArray] = []
+    ks = np.arange(min(cap, upto) + 1)
+    s = np.arange(upto + 1)
+    for i in range(len(ppn)):
+        k_cost = price[i] * np.ceil(ks / ppn[i])
+        prev = np.where(s[:, None] - ks[None, :] >= 0,
+                        cost[np.maximum(s[:, None] - ks[None, :], 0)], np.inf)
+        total = prev + k_cost[None, :]
+        k_best = np.argmin(total, axis=1)
+        cost = total[s, k_best]
+        choices.append(k_best.astype(np.int64))
+    return cost, choices
+
+
+def _unwind_capped(choices: list[IntArray], pods: int) -> IntArray:
+    out = np.zeros(len(choices), dtype=np.int64)
+    s = pods
+    for i in range(len(choices) - 1, -1, -1):
+        k = int(choices[i][s])
+        out[i] = k
+        s -= k
+    return out
+
+
+def dp_placement(space: _Space, w: int, g: int) -> tuple[IntArray, float]:
+    """The cheapest placement of workload w at grid index g on nodes of its own: how
+    many replicas (at least what the limit needs, more only if a pool-loss rule makes
+    that cheaper) and how they split across candidate pools under the share rules.
+    Exact for one workload; evolution then lets workloads share nodes."""
+    cons = space.tables.problem.constraints
+    need, surv = int(space.need[w][g]), int(space.survive[w][g])
+    top = int(space.max_rep[w])
+    od_idx = np.array(space.od_order[w], dtype=np.int64)
+    spot_idx = np.array(space.spot_order[w], dtype=np.int64)
+    od_cost, od_last = _cover_unbounded(space.ppn[w, od_idx], space.price[od_idx], top)
+    totals = sorted({t for t in (need + d for d in range(0, 8)) if t <= top}
+                    | {min(top, int(need * f)) for f in (1.25, 1.5, 2.0)})
+    best = (np.inf, np.zeros(space.n_c, dtype=np.int64))
+    spot_free: tuple[FloatArray, IntArray] | None = None
+    for t in totals:
+        od_min = math.ceil(cons.on_demand_min_share * t - _EPS)
+        spot_max = min(math.floor(cons.spot_max_share * t + _EPS), t - od_min)
+        cap = math.floor(cons.spot_max_pool_share * t + _EPS)
+        if cons.survive_pool_loss:
+            cap = min(cap, max(t - surv, 0))
+        if not len(spot_idx) or cap <= 0:
+            spot_max = 0
+        spot_cost: FloatArray
+        if spot_max > 0 and cap >= spot_max:
+            if spot_free is None:
+                spot_free = _cover_unbounded(space.ppn[w, spot_idx], space.price[spot_idx], top)
+            spot_cost = spot_free[0][: spot_max + 1]
+            capped = None
+        elif spot_max > 0:
+            spot_cost, capped = _cover_capped(space.ppn[w, spot_idx], space.price[spot_idx],
+                                              spot_max, cap)
+        else:
+            spot_cost, capped = np.zeros(1), None
+        split = np.arange(len(spot_cost))
+        total = spot_cost + od_cost[t - split]
+        s_best = int(np.argmin(total))
+        if total[s_best] + 1e-12 < best[0]:
+            r = np.zeros(space.n_c, dtype=np.int64)
+            r[od_idx] += _unwind_unbounded(od_last, space.ppn[w, od_idx], t - s_best)
+            if s_best > 0 and capped is not None:
+                r[spot_idx] += _unwind_capped(capped, s_best)
+            elif s_best > 0 and spot_free is not None:
+                r[spot_idx] += _unwind_unbounded(spot_free[1], space.ppn[w, spot_idx], s_best)
+            best = (float(total[s_best]), r)
+    return best[1], best[0]
 
 
 def candidate_pools(tables: Tables, per_type: int = 6, extra: Sequence[int] = ()) -> list[int]:
-    """Pools worth a gene: per workload and capacity type the cheapest per pod and the
-    cheapest per node (small nodes waste less at low load), enough spot pools to honour
-    the per-pool cap and a pool loss, and any pool a warm start uses."""
+    """Pools worth a gene. Per workload and capacity type: the cheapest hosts of k of its
+    pods for k from one pod up to all it needs (small nodes win small k, big nodes big
+    k), enough spot pools to honour the per-pool cap and a pool loss, and any pool a
+    warm start uses."""
     cons = tables.problem.constraints
     chosen: set[int] = set(extra)
     spot_needed = per_type
     if cons.spot_max_pool_share < 1:
         spot_needed = max(per_type, math.ceil(1 / max(cons.spot_max_pool_share, 0.01)) + 2)
-    with np.errstate(divide="ignore"):
-        per_pod = np.where(tables.usable, tables.price / np.maximum(tables.ppn, 1), np.inf)
-    for is_spot, k in ((False, per_type), (True, spot_needed)):
-        mask = tables.is_spot == is_spot
-        for w in range(tables.n_workloads):
-            ok = np.flatnonzero(mask & tables.usable[w])
+    for w in range(tables.n_workloads):
+        needs = [effective_need(tables, w, g) for g in allowed_grid(tables, w)]
+        n = max(1, min(needs))
+        sizes = sorted({1, 2, 3, 4, max(1, n // 4), max(1, n // 2), max(1, (3 * n) // 4), n,
+                        max(1, n - 1)})
+        for is_spot, k in ((False, per_type), (True, spot_needed)):
+            ok = np.flatnonzero((tables.is_spot == is_spot) & tables.usable[w])
             if not ok.size:
                 continue
-            chosen.update(int(p) for p in ok[np.argsort(per_pod[w, ok], kind="stable")[:k]])
-            chosen.update(int(p) for p in ok[np.argsort(tables.price[ok], kind="stable")[:2]])
+            ppn = tables.ppn[w, ok]
+            per_pod = tables.price[ok] / ppn
+            chosen.update(int(p) for p in ok[np.argsort(per_pod, kind="stable")[:k]])
+            for size in sizes:
+                hosting = tables.price[ok] * np.ceil(size / ppn)
+                chosen.update(int(p) for p in ok[np.argsort(hosting, kind="stable")[:2]])
+    # Workloads share nodes: also the cheapest hosts of the combined load, and of parts
+    # of it, counted in node fractions.
+    needs = np.array([max(1, min(effective_need(tables, w, g) for g in allowed_grid(tables, w)))
+                      for w in range(tables.n_workloads)], dtype=np.float64)
+    fits_all = tables.usable.all(axis=0) if tables.n_workloads else np.zeros(0, dtype=bool)
+    with np.errstate(divide="ignore"):
+        node_share = np.where(tables.usable, 1.0 / np.maximum(tables.ppn, 1), np.inf)
+    for part in (1.0, 0.5, 0.25):
+        load = (needs[:, None] * part * node_share).sum(axis=0)
+        hosting = tables.price * np.ceil(load - _EPS)
+        for is_spot, k in ((False, 3), (True, max(3, spot_needed))):
+            ok = np.flatnonzero((tables.is_spot == is_spot) & fits_all)
+            chosen.update(int(p) for p in ok[np.argsort(hosting[ok], kind="stable")[:k]])
     if not chosen and tables.n_pools:
         chosen.add(int(np.argmin(tables.price)))
     return sorted(chosen)
@@ -301,6 +411,7 @@ class GeneticEngine:
         churn_weight: float = 0.0,
         seed: int | None = None,
         pools_per_type: int = 6,
+        polish: bool = True,
         **_: object,
     ) -> None:
         if objectives not in ("cost", "cost-risk"):
@@ -312,6 +423,7 @@ class GeneticEngine:
         self.churn_weight = churn_weight
         self.seed = seed
         self.pools_per_type = pools_per_type
+        self.polish = polish
         self.last_generations = 0
 
     def solve(
@@ -335,7 +447,10 @@ class GeneticEngine:
             for node in warm_start.nodes:
                 if node.pool in index:
                     previous_nodes[index[node.pool]] = node.count
-        extra = sorted({int(p) for s in seeds for p in np.flatnonzero(np.asarray(s.pods).sum(0))})
+        extra = sorted({int(p) for s in seeds for p in np.flatnonzero(np.asarray(s.pods).sum(0))}
+                       | ({int(p) for p in np.flatnonzero(previous_nodes)}
+                          if previous_nodes is not None else set()))
+        extra = [p for p in extra if problem.pools[p].name not in problem.shunned_pools]
         space = _Space(tables, candidate_pools(tables, self.pools_per_type, extra),
                        self.churn_weight, previous_nodes)
         run_seed = seed if seed is not None else (self.seed if self.seed is not None else 0)
@@ -368,11 +483,13 @@ class GeneticEngine:
 
         pop = [genome_cls(g) for g in self._initial(space, seeds, rng)]
         self._evaluate(space, pop, multi)
+        pop = toolbox.select(pop, self.population) if multi else _best(pop, self.population)
         hall = tools.HallOfFame(1)
         hall.update(pop)
         self.last_generations = 0
+        deadline = started + self.time_budget_seconds
         for _gen in range(self.generations):
-            if time.perf_counter() - started > self.time_budget_seconds:
+            if time.perf_counter() > deadline:
                 break
             parents = (tools.selTournamentDCD(pop, len(pop) - len(pop) % 4) if multi
                        else toolbox.select(pop, len(pop)))
@@ -381,112 +498,153 @@ class GeneticEngine:
                 if random.random() < 0.6:
                     toolbox.mate(a, b)
             for child in offspring:
-                if random.random() < 0.7:
+                if random.random() < 0.8:
                     toolbox.mutate(child)
-            repaired = space.repair(np.array(offspring, dtype=np.int64))
-            for child, row in zip(offspring, repaired, strict=True):
-                child[:] = row.tolist()
             self._evaluate(space, offspring, multi)
             # (mu + lambda): parents compete with their children, so the best never drops.
-            if multi:
-                pop = toolbox.select(pop + offspring, self.population)
-            else:
-                pool = pop + offspring
-                pool.sort(key=lambda ind: ind.fitness.values[0])
-                pop = _distinct(pool, self.population)
+            pop = (toolbox.select(pop + offspring, self.population) if multi
+                   else _best(pop + offspring, self.population))
             hall.update(pop)
             self.last_generations += 1
         if multi:
             return list(_knee(pop))
-        deadline = started + self.time_budget_seconds
+        if not self.polish:
+            return list(hall[0])
         polished, _fit = local_search(space, list(hall[0]), deadline)
         return polished
 
     def _initial(self, space: _Space, seeds: Sequence[Proposal],
                  rng: np.random.Generator) -> IntArray:
-        rows: list[list[int]] = [space.genome_from(s) for s in seeds]
-        # Greedy seeds: every workload at one grid point, repair fills the cheapest pools.
-        width = max(len(gr) for gr in space.grid) if space.n_w else 1
-        for gi in range(width):
-            rows.append([min(gi, len(space.grid[w]) - 1) for w in range(space.n_w)]
-                        + [0] * (space.n_w * space.n_c))
+        rows: list[list[int]] = [space.from_proposal(s) for s in seeds]
+        # Constructive seeds: each workload on its own nodes as cheaply as possible (its
+        # best limit, then every limit); the decoder then lets them share.
+        placed = [[dp_placement(space, w, g) for g in range(len(space.grid[w]))]
+                  for w in range(space.n_w)]
+        best_g = [int(np.argmin([c for _, c in placed[w]])) for w in range(space.n_w)]
+        combos = [best_g] + [[min(gi, len(space.grid[w]) - 1) for w in range(space.n_w)]
+                             for gi in range(max((len(gr) for gr in space.grid), default=1))]
+        for gs in combos:
+            pods = np.array([placed[w][gs[w]][0] for w in range(space.n_w)], dtype=np.int64)
+            pods = pods.reshape(space.n_w, space.n_c)
+            rows.append(space.genome_from([int(space.tables.grids[w][space.grid[w][gs[w]]])
+                                           for w in range(space.n_w)], pods))
+            # The same pods, each workload on nodes of its own: more room to repack.
+            own = np.ceil(pods * space.frac - _ROOM_EPS).sum(axis=0).astype(np.int64)
+            rows.append(rows[-1][: 2 * space.n_w] + [int(v) for v in own])
+        rows.append(best_g + [0] * (space.n_w + space.n_c))  # greedy: decoder buys all
         while len(rows) < self.population:
             g = [int(rng.integers(len(space.grid[w]))) for w in range(space.n_w)]
-            r = np.zeros((space.n_w, space.n_c), dtype=np.int64)
-            for w in range(space.n_w):
-                usable = np.flatnonzero(space.usable[w])
-                if usable.size:
-                    picks = rng.choice(usable, size=min(usable.size, int(rng.integers(1, 4))),
-                                       replace=False)
-                    r[w, picks] = rng.integers(0, max(2, space.need[w].max()), size=picks.size)
-            rows.append(g + [int(v) for v in r.reshape(-1)])
-        return space.repair(np.array(rows[: max(self.population, len(seeds))], dtype=np.int64))
+            nodes = np.zeros(space.n_c, dtype=np.int64)
+            picks = rng.choice(space.n_c, size=min(space.n_c, int(rng.integers(1, 4))),
+                               replace=False)
+            nodes[picks] = rng.integers(1, 4, size=picks.size)
+            rows.append(g + [0] * space.n_w + [int(v) for v in nodes])
+        return space.decode(np.array(rows, dtype=np.int64)).genomes
 
     @staticmethod
     def _evaluate(space: _Space, individuals: Sequence[Any], multi: bool) -> None:
-        fitness, _hourly, risk = space.score(np.array(individuals, dtype=np.int64))
-        for ind, f, k in zip(individuals, fitness, risk, strict=True):
+        if not individuals:
+            return
+        decoded = space.decode(np.array(individuals, dtype=np.int64))
+        fitness, _hourly, risk = space.score(decoded)
+        for ind, row, f, k in zip(individuals, decoded.genomes, fitness, risk, strict=True):
+            ind[:] = row.tolist()  # Lamarckian: keep what the decoder made of it
             ind.fitness.values = (float(f), float(k)) if multi else (float(f),)
 
 
+def _best(individuals: list[Any], size: int) -> list[Any]:
+    ranked = sorted(individuals, key=lambda ind: ind.fitness.values[0])
+    return _distinct(ranked, size)
+
+
 def _neighbours(space: _Space, genome: Sequence[int]) -> IntArray:
-    """Every genome one move away: a workload's pods in one pool moved to another (all
-    of them, or half), a whole pool emptied into another, a limit one grid step over."""
+    """Every genome one move away: a node fewer or more in a pool, a node moved between
+    pools, a pool emptied, a limit or the extra replicas one step over."""
     n_w, n_c = space.n_w, space.n_c
-    base_row = np.asarray(genome, dtype=np.int64)
-    r = base_row[n_w:].reshape(n_w, n_c)
+    row0 = np.asarray(genome, dtype=np.int64)
+    nodes = row0[2 * n_w:]
     out: list[IntArray] = []
+
+    def variant(**changes: int) -> None:
+        row = row0.copy()
+        for key, delta in changes.items():
+            kind, idx = key[0], int(key[1:])
+            pos = {"g": idx, "e": n_w + idx, "n": 2 * n_w + idx}[kind]
+            row[pos] += delta
+        out.append(row)
+
     for w in range(n_w):
         for step in (-1, 1):
-            g = int(base_row[w]) + step
-            if 0 <= g < len(space.grid[w]):
-                row = base_row.copy()
-                row[w] = g
-                out.append(row)
-        targets = np.flatnonzero(space.usable[w])
-        for p in np.flatnonzero(r[w]):
-            for q in targets:
-                if q == p:
-                    continue
-                for share in (1.0, 0.5):
-                    k = int(r[w, p] * share) if share < 1 else int(r[w, p])
-                    if k == 0:
-                        continue
-                    row = base_row.copy()
-                    row[n_w + w * n_c + p] -= k
-                    row[n_w + w * n_c + q] += k
-                    out.append(row)
-    used = np.flatnonzero(r.sum(axis=0))
+            if 0 <= row0[w] + step < len(space.grid[w]):
+                variant(**{f"g{w}": step})
+            if row0[n_w + w] + step >= 0:
+                variant(**{f"e{w}": step})
+    used = np.flatnonzero(nodes)
+    for p in range(n_c):
+        variant(**{f"n{p}": 1})
     for p in used:
+        variant(**{f"n{p}": -1})
+        variant(**{f"n{p}": -int(nodes[p])})
         for q in range(n_c):
-            if q == p or not all(space.usable[v, q] or r[v, p] == 0 for v in range(n_w)):
-                continue
-            row = base_row.copy()
-            for v in range(n_w):
-                row[n_w + v * n_c + q] += row[n_w + v * n_c + p]
-                row[n_w + v * n_c + p] = 0
-            out.append(row)
+            if q != p:
+                variant(**{f"n{p}": -1, f"n{q}": 1})
     return np.array(out, dtype=np.int64).reshape(-1, space.length)
 
 
 def local_search(space: _Space, genome: Sequence[int], deadline: float,
-                 max_rounds: int = 50) -> tuple[list[int], float]:
-    """Steepest descent over `_neighbours`, scored as one batch per round."""
-    best = np.asarray(genome, dtype=np.int64)
-    best_fit = float(space.score(best[None])[0][0])
+                 max_rounds: int = 40) -> tuple[list[int], float]:
+    """Steepest descent over `_neighbours`, each round decoded and scored as one batch."""
+    best = space.decode(np.array([genome], dtype=np.int64)).genomes[0]
+    best_fit = float(space.score(space.decode(best[None]))[0][0])
     for _ in range(max_rounds):
         if time.perf_counter() > deadline:
             break
-        cand = _neighbours(space, best.tolist())
-        if not len(cand):
-            break
-        cand = space.repair(cand)
-        fit = space.score(cand)[0]
+        decoded = space.decode(_neighbours(space, best.tolist()))
+        fit = space.score(decoded)[0]
         i = int(np.argmin(fit))
         if fit[i] >= best_fit - 1e-9:
             break
-        best, best_fit = cand[i], float(fit[i])
+        best, best_fit = decoded.genomes[i], float(fit[i])
     return best.tolist(), best_fit
+
+
+def _crossover(a: list[int], b: list[int], *, space: _Space) -> tuple[list[int], list[int]]:
+    """Swap whole workloads (limit and extra replicas), then a run of pools."""
+    n_w, n_c = space.n_w, space.n_c
+    for w in range(n_w):
+        if random.random() < 0.5:
+            a[w], b[w] = b[w], a[w]
+            a[n_w + w], b[n_w + w] = b[n_w + w], a[n_w + w]
+    if n_c > 1:
+        i, j = sorted(random.sample(range(n_c + 1), 2))
+        lo, hi = 2 * n_w + i, 2 * n_w + j
+        a[lo:hi], b[lo:hi] = b[lo:hi], a[lo:hi]
+    return a, b
+
+
+def _mutate(ind: list[int], *, space: _Space, rng: np.random.Generator) -> tuple[list[int]]:
+    n_w, n_c = space.n_w, space.n_c
+    base_n = 2 * n_w
+    used = [p for p in range(n_c) if ind[base_n + p] > 0]
+    move = rng.random()
+    if move < 0.15 and n_w:
+        w = int(rng.integers(n_w))
+        ind[w] = max(0, min(len(space.grid[w]) - 1, ind[w] + int(rng.choice((-1, 1)))))
+    elif move < 0.25 and n_w:
+        w = int(rng.integers(n_w))
+        ind[n_w + w] = 0 if rng.random() < 0.5 else max(0, ind[n_w + w] + int(rng.choice((-1, 1))))
+    elif move < 0.55 and used:
+        # One node fewer: the decoder re-homes its pods in free room or the best new node.
+        p = int(rng.choice(used))
+        ind[base_n + p] -= 1
+    elif move < 0.85 and used:
+        p, q = int(rng.choice(used)), int(rng.integers(n_c))
+        ind[base_n + p] -= 1
+        ind[base_n + q] += 1
+    else:
+        q = int(rng.integers(n_c))
+        ind[base_n + q] += 1
+    return (ind,)
 
 
 def _distinct(sorted_pool: list[Any], size: int) -> list[Any]:
@@ -515,57 +673,6 @@ def _knee(front: Sequence[Any]) -> Any:
     lo, hi = values.min(axis=0), values.max(axis=0)
     scaled = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
     return front[int(np.argmin(np.hypot(scaled[:, 0], scaled[:, 1])))]
-
-
-def _crossover(a: list[int], b: list[int], *, space: _Space) -> tuple[list[int], list[int]]:
-    """Swap whole workloads (limit and placement) between parents; with one workload,
-    swap a run of pools instead."""
-    n_w, n_c = space.n_w, space.n_c
-    if n_w > 1:
-        for w in range(n_w):
-            if random.random() < 0.5:
-                a[w], b[w] = b[w], a[w]
-                lo, hi = n_w + w * n_c, n_w + (w + 1) * n_c
-                a[lo:hi], b[lo:hi] = b[lo:hi], a[lo:hi]
-    elif n_c > 1:
-        i, j = sorted(random.sample(range(n_c + 1), 2))
-        a[1 + i:1 + j], b[1 + i:1 + j] = b[1 + i:1 + j], a[1 + i:1 + j]
-    return a, b
-
-
-def _mutate(ind: list[int], *, space: _Space, rng: np.random.Generator) -> tuple[list[int]]:
-    n_w, n_c = space.n_w, space.n_c
-    w = int(rng.integers(n_w))
-    row = n_w + w * n_c
-    move = rng.random()
-    if move < 0.2:
-        ind[w] = max(0, min(len(space.grid[w]) - 1, ind[w] + int(rng.choice((-1, 1)))))
-    elif move < 0.55:
-        # Move some pods of one workload from a pool it uses to another.
-        used = [p for p in range(n_c) if ind[row + p] > 0]
-        usable = np.flatnonzero(space.usable[w])
-        if used and usable.size:
-            src = int(rng.choice(used))
-            dst = int(rng.choice(usable))
-            k = int(rng.integers(1, ind[row + src] + 1))
-            ind[row + src] -= k
-            ind[row + dst] += k
-    elif move < 0.8:
-        # Empty one pool of every workload into another pool of the same capacity type:
-        # the move that frees whole nodes.
-        src = int(rng.integers(n_c))
-        same = [p for p in range(n_c) if p != src and space.spot[p] == space.spot[src]]
-        if same:
-            dst = int(rng.choice(same))
-            for v in range(n_w):
-                a, b = n_w + v * n_c + src, n_w + v * n_c + dst
-                if space.usable[v, dst]:
-                    ind[b] += ind[a]
-                    ind[a] = 0
-    else:
-        p = int(rng.integers(n_c))
-        ind[row + p] = max(0, ind[row + p] + int(rng.choice((-2, -1, 1, 2))))
-    return (ind,)
 
 
 def proposal_from_plan(tables: Tables, plan: Plan, index: dict[str, int]) -> Proposal | None:
