@@ -1,0 +1,5 @@
+"""`python -m spotwise`."""
+
+from spotwise.cli import main
+
+main()

@@ -1,0 +1,219 @@
+"""The `spotwise` command line: validate, crds, recommend, bench (and, as they land,
+simulate, demo, train, run).
+
+Thin: parse arguments, call the library, print. Bad input exits 1 with one line per
+problem on stderr, never a traceback; wrong usage exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spotwise import __version__
+from spotwise.api import PolicyError, ScalingPolicy, load_policy_file
+from spotwise.decide import DecisionError, Recommendation, build_catalog, recommend
+
+app = typer.Typer(
+    name="spotwise",
+    help="Cost-aware Kubernetes autoscaling: replicas, concurrency and the spot/on-demand "
+         "node mix, decided together against a latency SLO.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks; each prints JSON.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+err = Console(stderr=True)
+out = Console()
+
+
+class Output(StrEnum):
+    json = "json"
+    table = "table"
+
+
+class EngineName(StrEnum):
+    exact = "exact"
+    genetic = "genetic"
+    rl = "rl"
+    hybrid = "hybrid"
+
+
+def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
+    for line in [lines] if isinstance(lines, str) else lines:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load(path: Path) -> ScalingPolicy:
+    try:
+        return load_policy_file(path)
+    except PolicyError as e:
+        fail([f"{path} is invalid:", *(f"  {line}" for line in e.lines())])
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit(0)
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Option("-f", "--file", help="ScalingPolicy YAML file.")],
+) -> None:
+    """Check a ScalingPolicy: exit 0 when valid, 1 with one line per problem."""
+    policy = load(file)
+    try:
+        catalog = build_catalog(policy.spec)
+    except DecisionError as e:
+        fail([f"{file} is invalid:", f"  {e}"])
+    if not len(catalog):
+        fail([f"{file} is invalid:", "  spec.nodes.catalog: no instance types to choose from"])
+    out.print(f"{file}: valid ScalingPolicy {policy.metadata.name} "
+              f"({len(policy.spec.workloads)} workloads, {len(catalog)} instance types)",
+              highlight=False)
+
+
+@app.command()
+def crds() -> None:
+    """Print the ScalingPolicy CustomResourceDefinition (generated from the API models)."""
+    from spotwise.api.crd import render_crd
+
+    sys.stdout.write(render_crd())
+
+
+def parse_demands(values: list[str]) -> dict[str, float]:
+    demands: dict[str, float] = {}
+    for raw in values:
+        name, sep, number = raw.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{raw!r}: expected WORKLOAD=RPS, e.g. web=800",
+                                     param_hint="--demand")
+        try:
+            rps = float(number)
+        except ValueError:
+            raise typer.BadParameter(f"{raw!r}: {number!r} is not a number",
+                                     param_hint="--demand") from None
+        if not math.isfinite(rps) or rps < 0:
+            raise typer.BadParameter(f"{raw!r}: requests/second must be ≥ 0",
+                                     param_hint="--demand")
+        if name in demands:
+            raise typer.BadParameter(f"{name} given twice", param_hint="--demand")
+        demands[name] = rps
+    return demands
+
+
+def recommendation_json(rec: Recommendation) -> dict[str, Any]:
+    plan = rec.plan
+    return {
+        "engine": plan.engine,
+        "feasible": plan.feasible,
+        "overBudget": plan.over_budget,
+        "hourlyCost": round(plan.hourly_cost, 6),
+        "onDemandHourlyCost": round(rec.on_demand_hourly_cost, 6),
+        "savingsRatio": round(rec.savings_ratio, 6),
+        "solveSeconds": round(plan.solve_seconds, 6),
+        "workloads": [
+            {"name": w.name, "replicas": w.replicas, "concurrency": w.concurrency,
+             # JSON has no infinity: an unbounded prediction (saturated) is null.
+             "predictedP95Ms": round(w.predicted_p95_ms, 3)
+             if math.isfinite(w.predicted_p95_ms) else None}
+            for w in plan.workloads
+        ],
+        "nodes": [{"instanceType": n.instance_type, "capacityType": n.capacity_type.value,
+                   "count": n.count} for n in plan.nodes],
+        "risk": {"capacityAfterWorstPoolLoss": round(plan.capacity_after_worst_pool_loss, 6)},
+    }
+
+
+@app.command(name="recommend")
+def recommend_cmd(
+    file: Annotated[Path, typer.Option("-f", "--file", help="ScalingPolicy YAML file.")],
+    demand: Annotated[list[str], typer.Option(
+        "--demand", help="WORKLOAD=RPS, once per workload.")],
+    engine: Annotated[EngineName | None, typer.Option(
+        help="Engine; defaults to the policy's.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed for the genetic engine.")] = None,
+    output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
+) -> None:
+    """Plan replicas, concurrency and nodes for fixed demand, offline (no cluster)."""
+    policy = load(file)
+    demands = parse_demands(demand)
+    try:
+        rec = recommend(policy.spec, demands, engine=engine.value if engine else None, seed=seed)
+    except DecisionError as e:
+        fail(f"{file}: {e}")
+    for reason in rec.plan.reasons:
+        if not reason.startswith("evolved "):
+            err.print(f"note: {reason}", markup=False, highlight=False)
+    if output is Output.json:
+        sys.stdout.write(json.dumps(recommendation_json(rec)) + "\n")
+        return
+    print_recommendation(policy, rec)
+
+
+def print_recommendation(policy: ScalingPolicy, rec: Recommendation) -> None:
+    plan = rec.plan
+    status = "feasible" if plan.feasible else "INFEASIBLE"
+    if plan.over_budget:
+        status += ", over budget"
+    out.print(f"[bold]{policy.metadata.name}[/] — {plan.engine} plan, {status}, "
+              f"solved in {plan.solve_seconds:.3f}s")
+    wt = Table("workload", "replicas", "on spot", "concurrency", "predicted p95", "SLO")
+    slos = {w.name: w.slo.latency_p95_ms for w in policy.spec.workloads}
+    for w in plan.workloads:
+        p95 = f"{w.predicted_p95_ms:.0f} ms" if math.isfinite(w.predicted_p95_ms) else "∞"
+        wt.add_row(w.name, str(w.replicas), str(w.spot_replicas), str(w.concurrency), p95,
+                   f"{slos[w.name]:g} ms")
+    out.print(wt)
+    nt = Table("instance type", "capacity", "nodes")
+    for n in plan.nodes:
+        nt.add_row(n.instance_type, n.capacity_type.value, str(n.count))
+    out.print(nt)
+    out.print(f"cost ${plan.hourly_cost:.4f}/h vs ${rec.on_demand_hourly_cost:.4f}/h all "
+              f"on-demand: [bold green]{rec.savings_ratio:.1%} saved[/]; capacity left after "
+              f"losing the worst spot pool {plan.capacity_after_worst_pool_loss:.0%}")
+
+
+@bench_app.command("optimizer")
+def bench_optimizer(
+    output: Annotated[Output, typer.Option("-o", "--output")] = Output.json,
+    exact_time_limit: Annotated[float, typer.Option(
+        help="Seconds the exact engine may take to prove an optimum.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed for the instances and the GA.")] = 0,
+) -> None:
+    """Exact vs genetic on a fixed set of instances: cost, time, gap."""
+    from spotwise.benchmarks.optimizer import run_optimizer_benchmark
+
+    result = run_optimizer_benchmark(exact_time_limit=exact_time_limit, seed=seed,
+                                     console=err)
+    if output is Output.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        out.print_json(json.dumps(result["summary"]))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
