@@ -32,7 +32,7 @@ from spotwise.domain import (
     Workload,
 )
 from spotwise.engines import create_engine
-from spotwise.engines.base import Engine, build_tables
+from spotwise.engines.base import Engine, build_tables, check_plan
 from spotwise.engines.exact import ExactEngine
 from spotwise.models.demand import forecast
 from spotwise.models.risk import pools_for
@@ -229,6 +229,8 @@ class GuardState:
     needs: tuple[tuple[float, tuple[tuple[str, int], ...]], ...] = ()  # (at, SLO need per w)
     last_plan: Plan | None = None
     shunned_until: tuple[tuple[str, float], ...] = ()
+    last_key: object = None  # what the engine saw last time: same key, same plan
+    last_solved_at: float = -math.inf
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -336,7 +338,21 @@ def decide(
     problem = compile_problem(spec, demands, capacities=capacities, bounds=bounds,
                               shunned=frozenset(shunned))
     engine = engine or engine_for(spec)
-    plan = engine.solve(problem, warm_start=state.last_plan, seed=seed)
+    # Keep a plan that still meets every rule until it is due for re-optimization (the
+    # scale-down window: a cheaper plan could not scale down sooner anyway); re-solve at
+    # once when demand outgrows it, bounds move past it, or a pool is interrupted.
+    solved_at = state.last_solved_at
+    if (state.last_plan is not None and not observation.interrupted_pools
+            and now - state.last_solved_at < max(window, spec.interval_seconds)
+            and still_valid(problem, state.last_plan)):
+        plan, key = state.last_plan, state.last_key
+    else:
+        key = solve_key(problem)
+        if key == state.last_key and state.last_plan is not None:
+            plan = state.last_plan  # nothing the engine depends on moved
+        else:
+            plan = engine.solve(problem, warm_start=state.last_plan, seed=seed)
+            solved_at = now
 
     conditions = [ConditionUpdate("MetricsAvailable", "True", "MetricsRead",
                                   "request rates read for every workload")]
@@ -355,13 +371,30 @@ def decide(
                                       f"{plan.engine} plan at ${plan.hourly_cost:.2f}/h"))
     return Decision(
         plan, act=spec.mode == "Active", held=False,
-        state=replace(state, needs=needs, last_plan=plan),
+        state=replace(state, needs=needs, last_plan=plan, last_key=key,
+                      last_solved_at=solved_at),
         demands=tuple(sorted(demands.items())), conditions=tuple(conditions),
         events=events + (Event("Normal", "Decided",
                                f"{plan.engine}: ${plan.hourly_cost:.2f}/h, "
                                + ", ".join(f"{w.name}={w.replicas}x{w.concurrency}"
                                            for w in plan.workloads)),),
     )
+
+
+def still_valid(problem: Problem, plan: Plan) -> bool:
+    """The plan breaks no hard rule of `problem` (budget aside) and was feasible."""
+    return plan.feasible and not [v for v in check_plan(problem, plan)
+                                  if not v.startswith("budget:")]
+
+
+def solve_key(problem: Problem) -> object:
+    """Everything an engine's answer depends on. Demand enters only through the replicas
+    each concurrency limit needs, so two ticks whose needs agree get the same plan."""
+    tables = build_tables(problem)
+    without_demand = replace(problem, workloads=tuple(replace(w, demand_rps=0.0)
+                                                      for w in problem.workloads))
+    return (without_demand, tuple(n.tobytes() for n in tables.need),
+            tuple(s.tobytes() for s in tables.survive))
 
 
 def _least_need(needs: Sequence[int], max_replicas: int) -> int:

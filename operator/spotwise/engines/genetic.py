@@ -412,6 +412,7 @@ class GeneticEngine:
         seed: int | None = None,
         pools_per_type: int = 6,
         polish: bool = True,
+        patience: int = 12,
         **_: object,
     ) -> None:
         if objectives not in ("cost", "cost-risk"):
@@ -424,6 +425,7 @@ class GeneticEngine:
         self.seed = seed
         self.pools_per_type = pools_per_type
         self.polish = polish
+        self.patience = patience  # generations without a better best before stopping
         self.last_generations = 0
 
     def solve(
@@ -488,8 +490,9 @@ class GeneticEngine:
         hall.update(pop)
         self.last_generations = 0
         deadline = started + self.time_budget_seconds
+        best_seen, stale = hall[0].fitness.values[0], 0
         for _gen in range(self.generations):
-            if time.perf_counter() > deadline:
+            if time.perf_counter() > deadline or (not multi and stale >= self.patience):
                 break
             parents = (tools.selTournamentDCD(pop, len(pop) - len(pop) % 4) if multi
                        else toolbox.select(pop, len(pop)))
@@ -506,6 +509,10 @@ class GeneticEngine:
                    else _best(pop + offspring, self.population))
             hall.update(pop)
             self.last_generations += 1
+            if hall[0].fitness.values[0] < best_seen - 1e-9:
+                best_seen, stale = hall[0].fitness.values[0], 0
+            else:
+                stale += 1
         if multi:
             return list(_knee(pop))
         if not self.polish:

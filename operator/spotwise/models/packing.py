@@ -12,6 +12,7 @@ Not here: which pool a pod lands in (the engines decide that).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from spotwise.domain import InstanceType, NodeReserve, Resources
 
@@ -48,6 +49,7 @@ def allocatable(instance_type: InstanceType, reserve: NodeReserve) -> Resources:
     return Resources(cpu=max(cpu, 0.0), memory_gib=max(memory, 0.0))
 
 
+@lru_cache(maxsize=65536)
 def pods_per_node(pod: Resources, instance_type: InstanceType, reserve: NodeReserve) -> int:
     """Pods of shape `pod` one node holds; 0 when not even one fits."""
     room = allocatable(instance_type, reserve)

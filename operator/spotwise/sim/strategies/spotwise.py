@@ -1,0 +1,68 @@
+"""`spotwise:<engine>`: the same `decide()` the operator runs, on simulated metrics.
+
+It sees what Prometheus would show (per-step request rates, current replicas), decides
+every `intervalSeconds` of the policy, and re-plans at once when a spot interruption
+notice arrives, with that pool shunned. Its plan sets replicas, concurrency, pods per
+pool (what the placement spread realizes) and nodes per pool.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spotwise.decide import GuardState, Observation, WorkloadObservation, decide, engine_for
+from spotwise.engines.base import Engine
+from spotwise.sim.strategies.base import Action, StrategyContext, View, register
+
+
+class SpotwiseStrategy:
+    reacts_to_notices = True
+    provisioner = None
+
+    def __init__(self, context: StrategyContext) -> None:
+        self.context = context
+        self.spec = context.spec
+        self.name = f"spotwise:{context.engine or self.spec.optimizer.engine}"
+        self.interval_seconds = float(self.spec.interval_seconds)
+        self.engine: Engine = engine_for(self.spec, context.engine)
+        self.state = GuardState()
+        self.pool_index = {p.name: i for i, p in enumerate(context.pools)}
+        self.ticks = 0
+
+    def decide(self, view: View) -> Action:
+        observation = Observation(
+            at=view.now,
+            step_seconds=view.step_seconds,
+            workloads=tuple(
+                WorkloadObservation(w.name, tuple(float(x) for x in view.rates[i]),
+                                    current_replicas=int(view.pods[i].sum()))
+                for i, w in enumerate(view.workloads)),
+            interrupted_pools=frozenset(view.pools[p].name for p in view.noticed_pools),
+        )
+        decision = decide(self.spec, observation, self.state, engine=self.engine,
+                          seed=self.context.seed + self.ticks)
+        self.ticks += 1
+        self.state = decision.state
+        plan = decision.plan
+        if plan is None:
+            return Action(view.pods.sum(axis=1), view.concurrency, view.pods, view.nodes)
+        n_w, n_p = len(view.workloads), len(view.pools)
+        pods = np.zeros((n_w, n_p), dtype=np.int64)
+        for i, w in enumerate(view.workloads):
+            for pool, n in plan.workload(w.name).pods_by_pool:
+                pods[i, self.pool_index[pool]] = n
+        nodes = np.zeros(n_p, dtype=np.int64)
+        for node in plan.nodes:
+            nodes[self.pool_index[node.pool]] = node.count
+        return Action(
+            replicas=pods.sum(axis=1),
+            concurrency=np.array([plan.workload(w.name).concurrency for w in view.workloads],
+                                 dtype=np.int64),
+            pods=pods, nodes=nodes,
+            notes=tuple(r for r in plan.reasons if not r.startswith("evolved ")),
+        )
+
+
+@register("spotwise")
+def _factory(context: StrategyContext) -> SpotwiseStrategy:
+    return SpotwiseStrategy(context)
