@@ -85,7 +85,7 @@ def validate(
         fail([f"{file} is invalid:", "  spec.nodes.catalog: no instance types to choose from"])
     out.print(f"{file}: valid ScalingPolicy {policy.metadata.name} "
               f"({len(policy.spec.workloads)} workloads, {len(catalog)} instance types)",
-              highlight=False)
+              highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -109,7 +109,7 @@ def parse_demands(values: list[str]) -> dict[str, float]:
             raise typer.BadParameter(f"{raw!r}: {number!r} is not a number",
                                      param_hint="--demand") from None
         if not math.isfinite(rps) or rps < 0:
-            raise typer.BadParameter(f"{raw!r}: requests/second must be ≥ 0",
+            raise typer.BadParameter(f"{raw!r}: requests/second must be a finite number ≥ 0",
                                      param_hint="--demand")
         if name in demands:
             raise typer.BadParameter(f"{name} given twice", param_hint="--demand")
@@ -187,6 +187,150 @@ def print_recommendation(policy: ScalingPolicy, rec: Recommendation) -> None:
     out.print(f"cost ${plan.hourly_cost:.4f}/h vs ${rec.on_demand_hourly_cost:.4f}/h all "
               f"on-demand: [bold green]{rec.savings_ratio:.1%} saved[/]; capacity left after "
               f"losing the worst spot pool {plan.capacity_after_worst_pool_loss:.0%}")
+
+
+def _trace_arrivals(setup: Any, traces: list[str], weights: list[str], peak_rps: float | None,
+                    step_seconds: float, days: float | None, seed: int) -> Any:
+    """(steps, W) arrivals from `--trace` values: one shared SPEC split by `--weight`, or
+    WORKLOAD=SPEC per workload."""
+    import numpy as np
+
+    from spotwise.sim.run import weights_split
+    from spotwise.sim.traces import TraceError, resolve_trace
+
+    names = [w.name for w in setup.workloads]
+    shared = [t for t in traces if "=" not in t or t.split("=", 1)[0] not in names]
+    own = dict(t.split("=", 1) for t in traces if t not in shared)
+    if len(shared) > 1:
+        raise typer.BadParameter("give one shared trace, or WORKLOAD=SPEC for each workload",
+                                 param_hint="--trace")
+    if not shared and set(own) != set(names):
+        missing = sorted(set(names) - set(own))
+        raise typer.BadParameter(f"no trace for workload {', '.join(missing)}",
+                                 param_hint="--trace")
+    try:
+        if shared:
+            trace = resolve_trace(shared[0], peak_rps=peak_rps, step_seconds=step_seconds,
+                                  seed=seed)
+            w = dict.fromkeys(names, 1.0)
+            for item in weights:
+                name, _, value = item.partition("=")
+                if name not in w:
+                    raise typer.BadParameter(f"unknown workload {name!r}", param_hint="--weight")
+                w[name] = float(value)
+            arrivals = weights_split(trace.rps, [w[n] for n in names])
+        else:
+            columns = [resolve_trace(own[n], peak_rps=peak_rps, step_seconds=step_seconds,
+                                     seed=seed).rps for n in names]
+            steps = min(len(c) for c in columns)
+            arrivals = np.stack([c[:steps] for c in columns], axis=1)
+    except (TraceError, ValueError) as e:
+        fail(f"trace: {e}")
+    if days is not None:
+        arrivals = arrivals[: max(1, int(days * 86400 / step_seconds))]
+    return arrivals
+
+
+def _simulate(policy: ScalingPolicy, arrivals: Any, strategies: list[str], *, seed: int,
+              interruption_scale: float, step_seconds: float, out_dir: Path | None,
+              output: Output, agent: str | None, title: str) -> dict[str, Any]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from spotwise.sim.report import summary_table, write_report
+    from spotwise.sim.run import run_strategies, summarize
+    from spotwise.sim.simulator import SimConfig, setup_from_policy
+
+    config = SimConfig(step_seconds=step_seconds, seed=seed,
+                       interruption_scale=interruption_scale)
+    steps = len(arrivals)
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn(
+            "{task.percentage:>5.1f}%"), TimeElapsedColumn(), console=err,
+            transient=output is Output.json) as bar:
+        tasks = {s: bar.add_task(s, total=steps) for s in strategies}
+
+        def show(done: dict[str, int]) -> None:
+            for s, n in done.items():
+                bar.update(tasks[s], completed=n)
+
+        try:
+            results = run_strategies(policy.to_k8s(), arrivals, strategies, config, agent=agent,
+                                     on_progress=show)
+        except (ValueError, KeyError) as e:
+            fail(str(e).strip("'\""))
+    summary = summarize(results)
+    if out_dir is not None:
+        setup = setup_from_policy(policy.spec)
+        full = {**summary, "policy": policy.metadata.name, "title": title, "seed": seed,
+                "steps": steps, "stepSeconds": step_seconds,
+                "interruptionScale": interruption_scale}
+        written = write_report(out_dir, results, setup, full)
+        err.print(f"report: {len(written)} files in {out_dir}/", highlight=False)
+    if output is Output.json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        out.print(summary_table(summary))
+    return summary
+
+
+@app.command()
+def simulate(
+    policy_file: Annotated[Path, typer.Option("--policy", "-f", help="ScalingPolicy YAML.")],
+    trace: Annotated[list[str], typer.Option(
+        help="builtin:NAME, synthetic:KIND[:DAYS] or a CSV file, shared by all workloads; or "
+             "WORKLOAD=SPEC once per workload.")],
+    weight: Annotated[list[str], typer.Option(
+        help="WORKLOAD=W: its share of a shared trace (default equal).")] = [],  # noqa: B006
+    peak_rps: Annotated[float | None, typer.Option(
+        help="Rescale each trace so its busiest step is this many requests/second.")] = None,
+    strategies: Annotated[str | None, typer.Option(
+        help="Comma-separated; default: every baseline, spotwise:<policy engine>, oracle.")
+    ] = None,
+    days: Annotated[float | None, typer.Option(help="Simulate only the first D days.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for interruptions and engines.")] = 0,
+    interruption_scale: Annotated[float, typer.Option(
+        help="Multiply every pool's spot interruption rate (rehearse bad days).")] = 1.0,
+    step_seconds: Annotated[float, typer.Option(help="Simulation step.")] = 10.0,
+    agent: Annotated[str | None, typer.Option(help="Trained RL agent for spotwise:rl.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Write summary.json, timeseries.csv and PNG plots here.")] = None,
+    output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
+) -> None:
+    """Replay traces against simulated strategies and compare cost, SLO and churn."""
+    from spotwise.sim.run import default_strategies
+    from spotwise.sim.simulator import setup_from_policy
+
+    policy = load(policy_file)
+    try:
+        setup = setup_from_policy(policy.spec)
+    except DecisionError as e:
+        fail(f"{policy_file}: {e}")
+    arrivals = _trace_arrivals(setup, trace, weight, peak_rps, step_seconds, days, seed)
+    names = ([s.strip() for s in strategies.split(",") if s.strip()] if strategies
+             else default_strategies(policy.spec.optimizer.engine))
+    _simulate(policy, arrivals, names, seed=seed, interruption_scale=interruption_scale,
+              step_seconds=step_seconds, out_dir=out_dir, output=output, agent=agent,
+              title=f"{policy_file.name} on {', '.join(trace)}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the report goes.")] = Path(
+        "spotwise-report"),
+    seed: Annotated[int, typer.Option(help="Seed for interruptions and engines.")] = 7,
+    output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
+) -> None:
+    """The main job on its embedded default: the built-in WorldCup98 trace, the demo
+    policy, every strategy, a table and a report."""
+    from spotwise.sim.demo import DEMO, demo_arrivals, demo_policy
+
+    policy = demo_policy()
+    err.print(f"[bold]Spotwise demo[/]: policy {policy.metadata.name} "
+              f"({len(policy.spec.workloads)} workloads), trace {DEMO.trace} "
+              f"({DEMO.days:g} days, peak {DEMO.peak_rps:g} rps), spot interruptions "
+              f"×{DEMO.interruption_scale:g}, seed {seed}")
+    _simulate(policy, demo_arrivals(), list(DEMO.strategies), seed=seed,
+              interruption_scale=DEMO.interruption_scale, step_seconds=DEMO.step_seconds,
+              out_dir=out_dir, output=output, agent=None, title=DEMO.title)
 
 
 @bench_app.command("optimizer")

@@ -32,7 +32,7 @@ from spotwise.domain import (
     Workload,
 )
 from spotwise.engines import create_engine
-from spotwise.engines.base import Engine, build_tables, check_plan
+from spotwise.engines.base import Engine, build_tables, check_plan, refresh_predictions
 from spotwise.engines.exact import ExactEngine
 from spotwise.models.demand import forecast
 from spotwise.models.risk import pools_for
@@ -231,6 +231,7 @@ class GuardState:
     shunned_until: tuple[tuple[str, float], ...] = ()
     last_key: object = None  # what the engine saw last time: same key, same plan
     last_solved_at: float = -math.inf
+    last_bounds: tuple[tuple[str, int, int], ...] = ()
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -342,14 +343,16 @@ def decide(
     # scale-down window: a cheaper plan could not scale down sooner anyway); re-solve at
     # once when demand outgrows it, bounds move past it, or a pool is interrupted.
     solved_at = state.last_solved_at
+    bound_key = tuple((name, lo, hi) for name, (lo, hi) in sorted(bounds.items()))
     if (state.last_plan is not None and not observation.interrupted_pools
+            and bound_key == state.last_bounds
             and now - state.last_solved_at < max(window, spec.interval_seconds)
             and still_valid(problem, state.last_plan)):
-        plan, key = state.last_plan, state.last_key
+        plan, key = refresh_predictions(problem, state.last_plan), state.last_key
     else:
         key = solve_key(problem)
         if key == state.last_key and state.last_plan is not None:
-            plan = state.last_plan  # nothing the engine depends on moved
+            plan = refresh_predictions(problem, state.last_plan)  # the engine would agree
         else:
             plan = engine.solve(problem, warm_start=state.last_plan, seed=seed)
             solved_at = now
@@ -372,7 +375,7 @@ def decide(
     return Decision(
         plan, act=spec.mode == "Active", held=False,
         state=replace(state, needs=needs, last_plan=plan, last_key=key,
-                      last_solved_at=solved_at),
+                      last_solved_at=solved_at, last_bounds=bound_key),
         demands=tuple(sorted(demands.items())), conditions=tuple(conditions),
         events=events + (Event("Normal", "Decided",
                                f"{plan.engine}: ${plan.hourly_cost:.2f}/h, "

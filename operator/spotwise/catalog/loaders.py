@@ -454,6 +454,7 @@ def merge_catalog(
     if unknown:
         raise CatalogError(
             f"catalog {base.name} has no instance type {', '.join(unknown)}; "
-            "add it under instanceTypes with vcpu, memoryGiB and onDemandPrice"
+            "define it as a custom type (spec.nodes.catalog.custom) with vcpu, memoryGiB and "
+            "onDemandPrice"
         )
     return _catalog(base.name, (by_name[n] for n in wanted))

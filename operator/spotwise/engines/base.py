@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -25,6 +25,7 @@ from spotwise.domain import (
     NodeCount,
     Plan,
     Problem,
+    Workload,
     WorkloadPlan,
 )
 from spotwise.models.capacity import peak_concurrency
@@ -111,6 +112,26 @@ class Tables:
         return len(self.price)
 
 
+def workload_tables(w: Workload, headroom: float) -> tuple[IntArray, IntArray, IntArray]:
+    """A workload's concurrency grid, the replicas each limit needs for the SLO at
+    demand * (1 + headroom) (-1: not within max replicas), and the replicas each needs
+    at demand alone (what must survive a pool loss)."""
+    grid = concurrency_grid(w.min_concurrency, w.max_concurrency, peak_concurrency(w.usl))
+    planned = w.demand_rps * (1.0 + headroom)
+    limit = max(w.max_replicas, 1) * 4  # beyond max only to report how far off it is
+    if w.demand_rps <= 0:
+        n = np.full(grid.shape, w.min_replicas, dtype=np.int64)
+        s = np.zeros(grid.shape, dtype=np.int64)
+    else:
+        n = min_replicas(w.usl, concurrency=grid, load_rps=planned, slo_p95_ms=w.slo_p95_ms,
+                         tail_factor=w.tail_factor, limit=limit)
+        s = min_replicas(w.usl, concurrency=grid, load_rps=w.demand_rps,
+                         slo_p95_ms=w.slo_p95_ms, tail_factor=w.tail_factor, limit=limit)
+        n = np.where(n > 0, np.maximum(n, w.min_replicas), -1)
+    n = np.where(n > w.max_replicas, -1, n)
+    return grid, n.astype(np.int64), s.astype(np.int64)
+
+
 def build_tables(problem: Problem) -> Tables:
     cons = problem.constraints
     grids: list[IntArray] = []
@@ -118,24 +139,12 @@ def build_tables(problem: Problem) -> Tables:
     survive: list[IntArray] = []
     unreachable: list[str] = []
     for w in problem.workloads:
-        grid = concurrency_grid(w.min_concurrency, w.max_concurrency, peak_concurrency(w.usl))
-        planned = w.demand_rps * (1.0 + cons.headroom)
-        limit = max(w.max_replicas, 1) * 4  # beyond max only to report how far off it is
-        if w.demand_rps <= 0:
-            n = np.full(grid.shape, w.min_replicas, dtype=np.int64)
-            s = np.zeros(grid.shape, dtype=np.int64)
-        else:
-            n = min_replicas(w.usl, concurrency=grid, load_rps=planned,
-                             slo_p95_ms=w.slo_p95_ms, tail_factor=w.tail_factor, limit=limit)
-            s = min_replicas(w.usl, concurrency=grid, load_rps=w.demand_rps,
-                             slo_p95_ms=w.slo_p95_ms, tail_factor=w.tail_factor, limit=limit)
-            n = np.where(n > 0, np.maximum(n, w.min_replicas), -1)
-        n = np.where(n > w.max_replicas, -1, n)
+        grid, n, s = workload_tables(w, cons.headroom)
         if not (n >= 0).any():
             unreachable.append(w.name)
         grids.append(grid)
-        need.append(n.astype(np.int64))
-        survive.append(s.astype(np.int64))
+        need.append(n)
+        survive.append(s)
 
     pools = problem.pools
     ppn = np.array(
@@ -189,6 +198,29 @@ def effective_need(tables: Tables, w: int, g: int) -> int:
     for a workload whose SLO is out of reach."""
     n = int(tables.need[w][g])
     return n if n >= 0 else tables.problem.workloads[w].max_replicas
+
+
+def survive_need(tables: Tables, w: int, g: int) -> int:
+    """Replicas workload w must keep after losing any one spot pool, at grid index g.
+    Never more than it runs: for a workload whose SLO is out of reach anyway this
+    asks for all of it to survive, i.e. no spot pool may hold any of its pods."""
+    return min(int(tables.survive[w][g]), effective_need(tables, w, g))
+
+
+def refresh_predictions(problem: Problem, plan: Plan) -> Plan:
+    """The same plan with predicted p95s for the problem's current demand."""
+    headroom = problem.constraints.headroom
+    by_name = {w.name: w for w in problem.workloads}
+    workloads = []
+    for wp in plan.workloads:
+        wl = by_name.get(wp.name)
+        if wl is None:
+            workloads.append(wp)
+            continue
+        p95 = float(p95_ms(wl.usl, replicas=wp.replicas, concurrency=wp.concurrency,
+                           load_rps=wl.demand_rps * (1 + headroom), tail_factor=wl.tail_factor))
+        workloads.append(replace(wp, predicted_p95_ms=p95))
+    return replace(plan, workloads=tuple(workloads))
 
 
 def nodes_for(tables: Tables, pods: IntArray) -> IntArray:

@@ -28,6 +28,7 @@ from spotwise.engines.base import (
     effective_need,
     nodes_for,
     register,
+    survive_need,
 )
 
 _REPLICA_TIE_BREAK = 1e-5  # $/h per replica: among equal-cost plans prefer fewer pods
@@ -191,7 +192,8 @@ def solve_tables(
             rows.add({biggest: 1.0, total: -cons.spot_max_pool_share}, -np.inf, 0.0)
         if cons.survive_pool_loss and wl.demand_rps > 0:
             rows.add({total: 1.0, biggest: -1.0,
-                      **{yc: -float(tables.survive[w][g]) for g, yc in y_cols[w].items()}},
+                      **{yc: -float(survive_need(tables, w, g))
+                         for g, yc in y_cols[w].items()}},
                      0.0, np.inf)
     for p in range(n_p):
         fit: dict[int, float] = {n_cols[p]: -1.0}
@@ -233,7 +235,7 @@ def _fallback_assignment(tables: Tables) -> tuple[Assignment, bool]:
     for w in range(n_w):
         g = allowed_grid(tables, w)[0]
         grid_index.append(g)
-        fits = np.flatnonzero(tables.ppn[w] > 0)
+        fits = np.flatnonzero(tables.usable[w])
         if fits.size:
             per_pod = tables.price[fits] / tables.ppn[w, fits]
             pods[w, fits[int(np.argmin(per_pod))]] = effective_need(tables, w, g)

@@ -42,6 +42,7 @@ from spotwise.engines.base import (
     build_tables,
     effective_need,
     register,
+    survive_need,
 )
 
 _EPS = 1e-9
@@ -91,7 +92,7 @@ class _Space:
         self.need = [np.array([effective_need(tables, w, int(g)) for g in self.grid[w]])
                      for w in range(self.n_w)]
         self.survive = [
-            np.array([int(tables.survive[w][g]) if cons.survive_pool_loss
+            np.array([survive_need(tables, w, int(g)) if cons.survive_pool_loss
                       and problem.workloads[w].demand_rps > 0 else 0 for g in self.grid[w]])
             for w in range(self.n_w)
         ]
