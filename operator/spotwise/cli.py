@@ -233,7 +233,8 @@ def _trace_arrivals(setup: Any, traces: list[str], weights: list[str], peak_rps:
 
 def _simulate(policy: ScalingPolicy, arrivals: Any, strategies: list[str], *, seed: int,
               interruption_scale: float, step_seconds: float, out_dir: Path | None,
-              output: Output, agent: str | None, title: str) -> dict[str, Any]:
+              output: Output, agent: str | None, title: str,
+              spot_prices: Any = None) -> dict[str, Any]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from spotwise.sim.report import summary_table, write_report
@@ -241,7 +242,7 @@ def _simulate(policy: ScalingPolicy, arrivals: Any, strategies: list[str], *, se
     from spotwise.sim.simulator import SimConfig, setup_from_policy
 
     config = SimConfig(step_seconds=step_seconds, seed=seed,
-                       interruption_scale=interruption_scale)
+                       interruption_scale=interruption_scale, spot_price_multiplier=spot_prices)
     steps = len(arrivals)
     with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn(
             "{task.percentage:>5.1f}%"), TimeElapsedColumn(), console=err,
@@ -291,13 +292,31 @@ def simulate(
         help="Multiply every pool's spot interruption rate (rehearse bad days).")] = 1.0,
     step_seconds: Annotated[float, typer.Option(help="Simulation step.")] = 10.0,
     agent: Annotated[str | None, typer.Option(help="Trained RL agent for spotwise:rl.")] = None,
+    spot_prices: Annotated[Path | None, typer.Option(
+        help="Spot price series CSV (date, machine_type, region, spot_hourly): its movement "
+             "scales every spot price; default: constant catalog averages.")] = None,
+    spot_price_type: Annotated[str | None, typer.Option(
+        help="Machine type of the series to use (default: the file's first).")] = None,
+    spot_price_region: Annotated[str | None, typer.Option(
+        help="Region of the series to use (default: the file's first).")] = None,
+    spot_price_speedup: Annotated[float, typer.Option(
+        help="Replay the price series this many times faster than real time.")] = 1.0,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Write summary.json, timeseries.csv and PNG plots here.")] = None,
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
 ) -> None:
     """Replay traces against simulated strategies and compare cost, SLO and churn."""
+    from spotwise.sim.prices import PriceSeriesError, load_spot_prices
     from spotwise.sim.run import default_strategies
     from spotwise.sim.simulator import setup_from_policy
+
+    prices = None
+    if spot_prices is not None:
+        try:
+            prices = load_spot_prices(spot_prices, machine_type=spot_price_type,
+                                      region=spot_price_region, speedup=spot_price_speedup)
+        except PriceSeriesError as e:
+            fail(str(e))
 
     policy = load(policy_file)
     try:
@@ -309,7 +328,7 @@ def simulate(
              else default_strategies(policy.spec.optimizer.engine))
     _simulate(policy, arrivals, names, seed=seed, interruption_scale=interruption_scale,
               step_seconds=step_seconds, out_dir=out_dir, output=output, agent=agent,
-              title=f"{policy_file.name} on {', '.join(trace)}")
+              title=f"{policy_file.name} on {', '.join(trace)}", spot_prices=prices)
 
 
 @app.command()
@@ -349,6 +368,31 @@ def bench_optimizer(
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         out.print_json(json.dumps(result["summary"]))
+
+
+@bench_app.command("savings")
+def bench_savings(
+    data: Annotated[Path, typer.Option(help="Folder with worldcup98-requests-per-minute.csv.")]
+    = Path("../shared/data"),
+    seeds: Annotated[str, typer.Option(help="Comma-separated interruption seeds.")] = "1,2,3",
+    days: Annotated[float, typer.Option(help="Days per trace.")] = 2.0,
+    interruption_scale: Annotated[float, typer.Option(
+        help="Multiply every pool's spot interruption rate.")] = 100.0,
+    output: Annotated[Output, typer.Option("-o", "--output")] = Output.json,
+) -> None:
+    """Every strategy on held-out traces, several interruption seeds: cost, SLO, targets."""
+    from spotwise.benchmarks.savings import SavingsSettings, run_savings_benchmark
+
+    settings = SavingsSettings(days=days, interruption_scale=interruption_scale,
+                               seeds=tuple(int(x) for x in seeds.split(",") if x.strip()))
+    result = run_savings_benchmark(data_dir=data if data.exists() else None, settings=settings,
+                                   console=err)
+    if output is Output.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        out.print_json(json.dumps({"aggregate": result["aggregate"],
+                                   "targets": {k: v for k, v in result["targets"].items()
+                                               if k != "perRun"}}))
 
 
 def main() -> None:

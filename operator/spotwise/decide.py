@@ -14,15 +14,17 @@ Not here: reading metrics or talking to Kubernetes (`observe`, `actuate`, `contr
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from spotwise.api.v1alpha1 import ScalingPolicySpec, WorkloadSpec, parse_cpu, parse_memory_gib
 from spotwise.catalog import CatalogError, builtin_catalog, merge_catalog
 from spotwise.domain import (
-    Catalog,
     CapacityType,
+    Catalog,
     Constraints,
     NodeReserve,
     Plan,
@@ -53,8 +55,9 @@ def build_catalog(spec: ScalingPolicySpec) -> Catalog:
     custom entries, restricted to `instanceTypes` when given."""
     c = spec.nodes.catalog
     try:
-        base = builtin_catalog(c.builtin) if c.builtin else Catalog(name="custom",
-                                                                     instance_types=())
+        base = (
+            builtin_catalog(c.builtin) if c.builtin else Catalog(name="custom", instance_types=())
+        )
         overrides = [x.to_k8s() for x in c.custom]
         return merge_catalog(base, overrides, c.instance_types)
     except CatalogError as err:
@@ -70,7 +73,8 @@ def workload_capacity(ws: WorkloadSpec, fitted: Usl | None = None) -> tuple[Usl,
     if ws.capacity is None:
         raise DecisionError(
             f"workload {ws.name}: no metrics to fit its capacity from; give "
-            "spec.workloads[].capacity.serviceRateRps (and optionally contention, coherency)")
+            "spec.workloads[].capacity.serviceRateRps (and optionally contention, coherency)"
+        )
     cap = ws.capacity
     return Usl(cap.service_rate_rps, cap.contention, cap.coherency), tail
 
@@ -92,8 +96,9 @@ def compile_problem(
     names = [w.name for w in spec.workloads]
     unknown = sorted(set(demands) - set(names))
     if unknown:
-        raise DecisionError(f"unknown workload {', '.join(unknown)}; the policy has "
-                            f"{', '.join(names)}")
+        raise DecisionError(
+            f"unknown workload {', '.join(unknown)}; the policy has {', '.join(names)}"
+        )
     missing = [n for n in names if n not in demands]
     if missing:
         raise DecisionError(f"no demand given for workload {', '.join(missing)}")
@@ -111,18 +116,20 @@ def compile_problem(
     for ws in spec.workloads:
         usl, tail = workload_capacity(ws, capacities.get(ws.name))
         lo, hi = bounds.get(ws.name, (ws.replicas.min, ws.replicas.max))
-        workloads.append(Workload(
-            name=ws.name,
-            demand_rps=float(demands[ws.name]),
-            slo_p95_ms=ws.slo.latency_p95_ms,
-            usl=usl,
-            pod=Resources(cpu=ws.resources.cpu_cores, memory_gib=ws.resources.memory_gib),
-            min_replicas=lo,
-            max_replicas=hi,
-            min_concurrency=ws.concurrency.min,
-            max_concurrency=ws.concurrency.max,
-            tail_factor=tail,
-        ))
+        workloads.append(
+            Workload(
+                name=ws.name,
+                demand_rps=float(demands[ws.name]),
+                slo_p95_ms=ws.slo.latency_p95_ms,
+                usl=usl,
+                pod=Resources(cpu=ws.resources.cpu_cores, memory_gib=ws.resources.memory_gib),
+                min_replicas=lo,
+                max_replicas=hi,
+                min_concurrency=ws.concurrency.min,
+                max_concurrency=ws.concurrency.max,
+                tail_factor=tail,
+            )
+        )
     nodes = spec.nodes
     reserve = nodes.daemon_set_reserve
     constraints = Constraints(
@@ -138,8 +145,11 @@ def compile_problem(
         workloads=tuple(workloads),
         pools=pools,
         constraints=constraints,
-        reserve=NodeReserve(cpu=parse_cpu(reserve.cpu), memory_gib=parse_memory_gib(reserve.memory),
-                            pods=reserve.pods),
+        reserve=NodeReserve(
+            cpu=parse_cpu(reserve.cpu),
+            memory_gib=parse_memory_gib(reserve.memory),
+            pods=reserve.pods,
+        ),
         shunned_pools=frozenset(p.name for p in pools if p.name in shunned),
     )
 
@@ -150,8 +160,12 @@ def engine_for(spec: ScalingPolicySpec, name: str | None = None) -> Engine:
     name = name or opt.engine
     options: dict[str, object] = {"time_budget_seconds": opt.time_budget_seconds}
     if name in ("genetic", "hybrid"):
-        options.update(population=opt.genetic.population, generations=opt.genetic.generations,
-                       objectives=opt.genetic.objectives, seed=opt.genetic.seed)
+        options.update(
+            population=opt.genetic.population,
+            generations=opt.genetic.generations,
+            objectives=opt.genetic.objectives,
+            seed=opt.genetic.seed,
+        )
     if name in ("rl", "hybrid") and opt.rl.agent:
         options["agent"] = opt.rl.agent
     try:
@@ -166,8 +180,13 @@ def reference_cost(problem: Problem) -> float:
     od = replace(
         problem,
         pools=tuple(p for p in problem.pools if p.capacity_type is CapacityType.ON_DEMAND),
-        constraints=replace(problem.constraints, on_demand_min_share=0.0, spot_max_share=0.0,
-                            survive_pool_loss=False, max_hourly_cost=None),
+        constraints=replace(
+            problem.constraints,
+            on_demand_min_share=0.0,
+            spot_max_share=0.0,
+            survive_pool_loss=False,
+            max_hourly_cost=None,
+        ),
         shunned_pools=frozenset(),
     )
     return ExactEngine(time_budget_seconds=10.0).solve(od).hourly_cost
@@ -281,34 +300,59 @@ def decide(
     for pool in observation.interrupted_pools:
         shunned[pool] = now + shun_seconds
     state = replace(state, shunned_until=tuple(sorted(shunned.items())))
-    events = tuple(Event("Warning", "SpotInterruption", f"pool {p} interrupted; shunned for "
-                         f"{shun_seconds:.0f}s") for p in sorted(observation.interrupted_pools))
+    events = tuple(
+        Event(
+            "Warning", "SpotInterruption", f"pool {p} interrupted; shunned for {shun_seconds:.0f}s"
+        )
+        for p in sorted(observation.interrupted_pools)
+    )
 
     if spec.mode == "Paused":
-        return Decision(state.last_plan, act=False, held=True, state=state, events=events,
-                        conditions=(ConditionUpdate("Ready", "True", "Paused",
-                                                    "policy is paused; nothing is changed"),))
+        return Decision(
+            state.last_plan,
+            act=False,
+            held=True,
+            state=state,
+            events=events,
+            conditions=(
+                ConditionUpdate("Ready", "True", "Paused", "policy is paused; nothing is changed"),
+            ),
+        )
     observed = {w.name: w for w in observation.workloads}
-    silent = [w.name for w in spec.workloads
-              if w.name not in observed or not _finite(observed[w.name].request_rates)]
+    silent = [
+        w.name
+        for w in spec.workloads
+        if w.name not in observed or not _finite(observed[w.name].request_rates)
+    ]
     if not observation.metrics_available or silent:
         why = observation.metrics_message or f"no request rate for {', '.join(silent)}"
         return Decision(
-            state.last_plan, act=False, held=True, state=state, events=events + (
-                Event("Warning", "MetricsUnavailable", why),),
-            conditions=(ConditionUpdate("MetricsAvailable", "False", "MetricsUnavailable", why),
-                        ConditionUpdate("Ready", "True" if state.last_plan else "False",
-                                        "HoldingLastPlan" if state.last_plan else "NoPlanYet",
-                                        "holding the last plan until metrics return; "
-                                        "no scale-down")))
+            state.last_plan,
+            act=False,
+            held=True,
+            state=state,
+            events=(*events, Event("Warning", "MetricsUnavailable", why)),
+            conditions=(
+                ConditionUpdate("MetricsAvailable", "False", "MetricsUnavailable", why),
+                ConditionUpdate(
+                    "Ready",
+                    "True" if state.last_plan else "False",
+                    "HoldingLastPlan" if state.last_plan else "NoPlanYet",
+                    "holding the last plan until metrics return; no scale-down",
+                ),
+            ),
+        )
 
     demands: dict[str, float] = {}
     capacities: dict[str, Usl] = {}
     horizon = spec.interval_seconds + lead_seconds
     for ws in spec.workloads:
         obs = observed[ws.name]
-        f = forecast([r for r in obs.request_rates if math.isfinite(r)],
-                     step_seconds=observation.step_seconds, horizon_seconds=horizon)
+        f = forecast(
+            [r for r in obs.request_rates if math.isfinite(r)],
+            step_seconds=observation.step_seconds,
+            horizon_seconds=horizon,
+        )
         demands[ws.name] = max(f.upper, 0.0)
         if obs.capacity is not None:
             capacities[ws.name] = obs.capacity
@@ -316,11 +360,14 @@ def decide(
     # Guard 1: what the SLO needs now, remembered for the scale-down window.
     free = compile_problem(spec, demands, capacities=capacities, shunned=frozenset(shunned))
     tables = build_tables(free)
-    need_now = {w.name: _least_need(tables.need[i], w.max_replicas)
-                for i, w in enumerate(free.workloads)}
+    need_now = {
+        w.name: _least_need(tables.need[i], w.max_replicas) for i, w in enumerate(free.workloads)
+    }
     window = spec.stabilization.scale_down_seconds
-    needs = tuple((t, n) for t, n in state.needs if t > now - window) + (
-        (now, tuple(sorted(need_now.items()))),)
+    needs = (
+        *tuple((t, n) for t, n in state.needs if t > now - window),
+        (now, tuple(sorted(need_now.items()))),
+    )
     floor = {name: max(dict(n).get(name, 0) for _, n in needs) for name in need_now}
     # Guard 2: bounds, the step limit, and the stabilized floor.
     step = spec.stabilization.max_replica_step
@@ -336,18 +383,22 @@ def decide(
             hi = min(hi, current + step)
             lo = max(lo, current - step)
         bounds[ws.name] = (min(lo, hi), hi)
-    problem = compile_problem(spec, demands, capacities=capacities, bounds=bounds,
-                              shunned=frozenset(shunned))
+    problem = compile_problem(
+        spec, demands, capacities=capacities, bounds=bounds, shunned=frozenset(shunned)
+    )
     engine = engine or engine_for(spec)
     # Keep a plan that still meets every rule until it is due for re-optimization (the
     # scale-down window: a cheaper plan could not scale down sooner anyway); re-solve at
     # once when demand outgrows it, bounds move past it, or a pool is interrupted.
     solved_at = state.last_solved_at
     bound_key = tuple((name, lo, hi) for name, (lo, hi) in sorted(bounds.items()))
-    if (state.last_plan is not None and not observation.interrupted_pools
-            and bound_key == state.last_bounds
-            and now - state.last_solved_at < max(window, spec.interval_seconds)
-            and still_valid(problem, state.last_plan)):
+    if (
+        state.last_plan is not None
+        and not observation.interrupted_pools
+        and bound_key == state.last_bounds
+        and now - state.last_solved_at < max(window, spec.interval_seconds)
+        and still_valid(problem, state.last_plan)
+    ):
         plan, key = refresh_predictions(problem, state.last_plan), state.last_key
     else:
         key = solve_key(problem)
@@ -357,50 +408,84 @@ def decide(
             plan = engine.solve(problem, warm_start=state.last_plan, seed=seed)
             solved_at = now
 
-    conditions = [ConditionUpdate("MetricsAvailable", "True", "MetricsRead",
-                                  "request rates read for every workload")]
+    conditions = [
+        ConditionUpdate(
+            "MetricsAvailable", "True", "MetricsRead", "request rates read for every workload"
+        )
+    ]
     if plan.over_budget:
-        conditions.append(ConditionUpdate(
-            "Degraded", "True", "OverBudget",
-            f"the SLO needs ${plan.hourly_cost:.2f}/h, over maxHourlyCost "
-            f"${spec.objective.max_hourly_cost or 0:.2f}/h"))
+        conditions.append(
+            ConditionUpdate(
+                "Degraded",
+                "True",
+                "OverBudget",
+                f"the SLO needs ${plan.hourly_cost:.2f}/h, over maxHourlyCost "
+                f"${spec.objective.max_hourly_cost or 0:.2f}/h",
+            )
+        )
     elif not plan.feasible:
-        conditions.append(ConditionUpdate("Degraded", "True", "Infeasible",
-                                          "; ".join(plan.reasons[-3:])[:1000]))
+        conditions.append(
+            ConditionUpdate("Degraded", "True", "Infeasible", "; ".join(plan.reasons[-3:])[:1000])
+        )
     else:
-        conditions.append(ConditionUpdate("Degraded", "False", "WithinPolicy",
-                                          "plan meets the SLO and every rule"))
-    conditions.append(ConditionUpdate("Ready", "True", "Decided",
-                                      f"{plan.engine} plan at ${plan.hourly_cost:.2f}/h"))
+        conditions.append(
+            ConditionUpdate(
+                "Degraded", "False", "WithinPolicy", "plan meets the SLO and every rule"
+            )
+        )
+    conditions.append(
+        ConditionUpdate(
+            "Ready", "True", "Decided", f"{plan.engine} plan at ${plan.hourly_cost:.2f}/h"
+        )
+    )
     return Decision(
-        plan, act=spec.mode == "Active", held=False,
-        state=replace(state, needs=needs, last_plan=plan, last_key=key,
-                      last_solved_at=solved_at, last_bounds=bound_key),
-        demands=tuple(sorted(demands.items())), conditions=tuple(conditions),
-        events=events + (Event("Normal", "Decided",
-                               f"{plan.engine}: ${plan.hourly_cost:.2f}/h, "
-                               + ", ".join(f"{w.name}={w.replicas}x{w.concurrency}"
-                                           for w in plan.workloads)),),
+        plan,
+        act=spec.mode == "Active",
+        held=False,
+        state=replace(
+            state,
+            needs=needs,
+            last_plan=plan,
+            last_key=key,
+            last_solved_at=solved_at,
+            last_bounds=bound_key,
+        ),
+        demands=tuple(sorted(demands.items())),
+        conditions=tuple(conditions),
+        events=(
+            *events,
+            Event(
+                "Normal",
+                "Decided",
+                f"{plan.engine}: ${plan.hourly_cost:.2f}/h, "
+                + ", ".join(f"{w.name}={w.replicas}x{w.concurrency}" for w in plan.workloads),
+            ),
+        ),
     )
 
 
 def still_valid(problem: Problem, plan: Plan) -> bool:
     """The plan breaks no hard rule of `problem` (budget aside) and was feasible."""
-    return plan.feasible and not [v for v in check_plan(problem, plan)
-                                  if not v.startswith("budget:")]
+    return plan.feasible and not [
+        v for v in check_plan(problem, plan) if not v.startswith("budget:")
+    ]
 
 
 def solve_key(problem: Problem) -> object:
     """Everything an engine's answer depends on. Demand enters only through the replicas
     each concurrency limit needs, so two ticks whose needs agree get the same plan."""
     tables = build_tables(problem)
-    without_demand = replace(problem, workloads=tuple(replace(w, demand_rps=0.0)
-                                                      for w in problem.workloads))
-    return (without_demand, tuple(n.tobytes() for n in tables.need),
-            tuple(s.tobytes() for s in tables.survive))
+    without_demand = replace(
+        problem, workloads=tuple(replace(w, demand_rps=0.0) for w in problem.workloads)
+    )
+    return (
+        without_demand,
+        tuple(n.tobytes() for n in tables.need),
+        tuple(s.tobytes() for s in tables.survive),
+    )
 
 
-def _least_need(needs: Sequence[int], max_replicas: int) -> int:
+def _least_need(needs: Iterable[int | np.integer[Any]], max_replicas: int) -> int:
     ok = [int(n) for n in needs if n >= 0]
     return min(ok) if ok else max_replicas
 

@@ -226,9 +226,10 @@ def refresh_predictions(problem: Problem, plan: Plan) -> Plan:
 def nodes_for(tables: Tables, pods: IntArray) -> IntArray:
     """Nodes each pool needs for `pods` (W, P): the sum of node fractions, rounded up."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(tables.ppn > 0, pods / np.maximum(tables.ppn, 1), np.where(pods > 0, np.inf, 0))
-    load = frac.sum(axis=0)
-    return np.ceil(load - _EPS).astype(np.int64)
+        frac = np.where(tables.ppn > 0, pods / np.maximum(tables.ppn, 1),
+                        np.where(pods > 0, np.inf, 0))
+    nodes: IntArray = np.ceil(frac.sum(axis=0) - _EPS).astype(np.int64)
+    return nodes
 
 
 def build_plan(
@@ -253,7 +254,8 @@ def build_plan(
         p95 = float(p95_ms(wl.usl, replicas=replicas, concurrency=c,
                            load_rps=wl.demand_rps * (1 + cons.headroom),
                            tail_factor=wl.tail_factor))
-        by_pool = tuple((pools[p].name, int(pods[w, p])) for p in range(len(pools)) if pods[w, p] > 0)
+        by_pool = tuple((pools[p].name, int(pods[w, p])) for p in range(len(pools))
+                        if pods[w, p] > 0)
         wplans.append(WorkloadPlan(wl.name, replicas, c, p95, by_pool))
     node_counts = tuple(
         NodeCount(pools[p].instance_type.name, pools[p].capacity_type, int(nodes[p]))

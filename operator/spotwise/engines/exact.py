@@ -22,9 +22,9 @@ from spotwise.domain import Plan, Problem
 from spotwise.engines.base import (
     IntArray,
     Tables,
+    allowed_grid,
     build_plan,
     build_tables,
-    allowed_grid,
     effective_need,
     nodes_for,
     register,

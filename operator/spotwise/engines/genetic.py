@@ -195,7 +195,8 @@ class _Space:
         cost = self.price[None, :] * extra_nodes
         allowed = np.broadcast_to(self.usable[w][None, :], cost.shape).copy()
         spot_room = spot_max - placed[:, self.spot].sum(axis=1)
-        spot_ok = (spot_room[:, None] >= missing[:, None]) & (cap[:, None] - placed >= missing[:, None])
+        fits = cap[:, None] - placed >= missing[:, None]
+        spot_ok = (spot_room[:, None] >= missing[:, None]) & fits
         allowed &= np.where(self.spot[None, :], spot_ok, True)
         cost = np.where(allowed, cost, np.inf)
         best = np.argmin(cost, axis=1)
@@ -384,13 +385,13 @@ def candidate_pools(tables: Tables, per_type: int = 6, extra: Sequence[int] = ()
                 chosen.update(int(p) for p in ok[np.argsort(hosting, kind="stable")[:2]])
     # Workloads share nodes: also the cheapest hosts of the combined load, and of parts
     # of it, counted in node fractions.
-    needs = np.array([max(1, min(effective_need(tables, w, g) for g in allowed_grid(tables, w)))
+    least = np.array([max(1, min(effective_need(tables, w, g) for g in allowed_grid(tables, w)))
                       for w in range(tables.n_workloads)], dtype=np.float64)
     fits_all = tables.usable.all(axis=0) if tables.n_workloads else np.zeros(0, dtype=bool)
     with np.errstate(divide="ignore"):
         node_share = np.where(tables.usable, 1.0 / np.maximum(tables.ppn, 1), np.inf)
     for part in (1.0, 0.5, 0.25):
-        load = (needs[:, None] * part * node_share).sum(axis=0)
+        load = (least[:, None] * part * node_share).sum(axis=0)
         hosting = tables.price * np.ceil(load - _EPS)
         for is_spot, k in ((False, 3), (True, max(3, spot_needed))):
             ok = np.flatnonzero((tables.is_spot == is_spot) & fits_all)
@@ -590,7 +591,7 @@ def _neighbours(space: _Space, genome: Sequence[int]) -> IntArray:
     used = np.flatnonzero(nodes)
     for p in range(n_c):
         variant(**{f"n{p}": 1})
-    for p in used:
+    for p in (int(x) for x in used):
         variant(**{f"n{p}": -1})
         variant(**{f"n{p}": -int(nodes[p])})
         for q in range(n_c):

@@ -97,7 +97,8 @@ class Cluster:
     def used(self) -> NDArray[np.float64]:
         """Node fractions taken per pool by running and starting pods."""
         pods = self.running + self.starting_pods()
-        return np.where(pods > 0, pods * np.where(np.isfinite(self.frac), self.frac, 0), 0).sum(0)
+        share: NDArray[np.float64] = (pods * np.where(np.isfinite(self.frac), self.frac, 0)).sum(0)
+        return share
 
     def room(self, w: int, now: float) -> NDArray[np.int64]:
         """Pods of workload w that fit now on ready nodes, per pool."""

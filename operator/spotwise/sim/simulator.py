@@ -91,7 +91,9 @@ class Series:
     concurrency: list[list[int]] = field(default_factory=list)
     p95_ms: list[list[float]] = field(default_factory=list)
     arrived: list[list[float]] = field(default_factory=list)  # requests this step
+    served: list[list[float]] = field(default_factory=list)
     shed: list[list[float]] = field(default_factory=list)
+    capacity: list[list[float]] = field(default_factory=list)  # requests ready pods could serve
     violation: list[bool] = field(default_factory=list)
     interruptions: list[int] = field(default_factory=list)
 
@@ -107,13 +109,13 @@ class SimResult:
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
 
-    def summary(self, slo_by_workload: Mapping[str, float] | None = None) -> dict[str, float]:
+    def summary(self) -> dict[str, float]:
         s = self.series
         arrived = np.array(s.arrived) if s.arrived else np.zeros((0, 0))
         shed = np.array(s.shed) if s.shed else np.zeros((0, 0))
+        served = np.array(s.served) if s.served else np.zeros((0, 0))
         p95 = np.array(s.p95_ms) if s.p95_ms else np.zeros((0, 0))
         total = float(arrived.sum())
-        served = np.clip(arrived - shed, 0, None)
         return {
             "cost": round(self.cost, 4),
             "sloViolationPct": round(100.0 * float(np.mean(s.violation)) if s.violation else 0.0,
@@ -165,6 +167,8 @@ class Simulation:
             replicas=np.array([max(w.min_replicas, 1) for w in setup.workloads], dtype=np.int64),
             concurrency=np.array([w.min_concurrency for w in setup.workloads], dtype=np.int64),
         )
+        self.price = np.array([p.hourly_price for p in setup.pools])
+        self.spot = np.array([p.is_spot for p in setup.pools])
         self.idle_since: dict[int, float] = {}
         self.noticed: set[int] = set()
         self.replaced: set[int] = set()  # id() of nodes a replacement was launched for
@@ -197,8 +201,7 @@ class Simulation:
             mult = self.config.spot_price_multiplier(now) if self.config.spot_price_multiplier \
                 else 1.0
             nodes_now = self.cluster.all_nodes()
-            cost_rate = float(sum(nodes_now[p] * pool.hourly_price * (mult if pool.is_spot else 1)
-                                  for p, pool in enumerate(self.setup.pools)))
+            cost_rate = float(nodes_now @ np.where(self.spot, self.price * mult, self.price))
             ev = self.cluster.advance(now, dt, mult)
             interruptions += ev.interrupted
             churn += ev.terminated
@@ -269,7 +272,7 @@ class Simulation:
             view = view or self.view(now, history, load, frozenset(self.noticed))
             order = prov.pool_order(view, w)
             for p in order:
-                fits = int(math.floor(max(free[p], 0) * c.ppn[w, p] + 1e-6))
+                fits = math.floor(max(free[p], 0) * c.ppn[w, p] + 1e-6)
                 take = min(fits, pending)
                 free[p] -= take / c.ppn[w, p]
                 pending -= take
@@ -344,13 +347,14 @@ class Simulation:
                interrupted: int) -> None:
         dt = self.config.step_seconds
         ready = self.cluster.running.sum(axis=1)
-        p95s, arrived, shed = [], [], []
+        p95s, arrived, served, shed, capacity = [], [], [], [], []
         violated = False
         for w, wl in enumerate(self.setup.workloads):
             conc = int(self.action.concurrency[w])
             lam = float(load[w])
             cap = float(ready[w]) * float(throughput(wl.usl, conc))
-            dropped = max(lam - cap, 0.0)
+            done = min(lam, cap)
+            dropped = lam - done
             if ready[w] == 0:
                 p95 = P95_CAP_MS if lam > 0 else 0.0
             else:
@@ -360,7 +364,9 @@ class Simulation:
             violated |= p95 > wl.slo_p95_ms or dropped > 1e-9
             p95s.append(p95)
             arrived.append(lam * dt)
+            served.append(done * dt)
             shed.append(dropped * dt)
+            capacity.append(cap * dt)
         nodes = self.cluster.all_nodes()
         spot = sum(int(nodes[p]) for p, pool in enumerate(self.setup.pools) if pool.is_spot)
         s.time.append(now)
@@ -371,6 +377,8 @@ class Simulation:
         s.concurrency.append([int(x) for x in self.action.concurrency])
         s.p95_ms.append(p95s)
         s.arrived.append(arrived)
+        s.served.append(served)
         s.shed.append(shed)
+        s.capacity.append(capacity)
         s.violation.append(violated)
         s.interruptions.append(interrupted)

@@ -12,12 +12,12 @@ import numpy as np
 
 from spotwise.decide import GuardState, Observation, WorkloadObservation, decide, engine_for
 from spotwise.engines.base import Engine
-from spotwise.sim.strategies.base import Action, StrategyContext, View, register
+from spotwise.sim.strategies.base import Action, Provisioner, StrategyContext, View, register
 
 
 class SpotwiseStrategy:
-    reacts_to_notices = True
-    provisioner = None
+    reacts_to_notices: bool = True
+    provisioner: Provisioner | None = None
 
     def __init__(self, context: StrategyContext) -> None:
         self.context = context

@@ -1,0 +1,192 @@
+"""The savings benchmark: every strategy on held-out traces, three interruption seeds each.
+
+Traces: three 2-day WorldCup98 windows that the demo and the tuning never used
+(1998-06-10/11, 06-29/30, 07-07/08, read from ../shared/data) and two synthetic
+2-day traces (noisy diurnal, flash crowd), each rescaled to a 2,000 rps peak and split
+over the shop policy's three services. Spot interruption rates are scaled up (x100 by
+default) so that two days contain some. The oracle does not depend on the seed and runs
+once per trace.
+
+Output: per run the simulator's summary, per strategy the aggregates, and the targets of
+the simulator issue with whether each was met. Not a test: it prints numbers.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from spotwise.sim.demo import DEMO, demo_policy
+from spotwise.sim.run import BASELINES, run_one, run_strategies, summarize, weights_split
+from spotwise.sim.simulator import FloatArray, SimConfig, SimResult
+from spotwise.sim.traces import Trace, load_trace_csv, synthetic
+
+WORLDCUP_WINDOWS = (("worldcup98-06-10", "1998-06-10"), ("worldcup98-06-29", "1998-06-29"),
+                    ("worldcup98-07-07", "1998-07-07"))
+SYNTHETIC = ("noisy-diurnal", "flash-crowd")
+ENGINE_STRATEGY = "spotwise:genetic"
+
+
+@dataclass(frozen=True)
+class SavingsSettings:
+    days: float = 2.0
+    peak_rps: float = 2000.0
+    seeds: tuple[int, ...] = (1, 2, 3)
+    interruption_scale: float = 100.0
+    step_seconds: float = 10.0
+
+
+def benchmark_traces(data_dir: Path | None, settings: SavingsSettings,
+                     console: Console | None = None) -> dict[str, Trace]:
+    """Name -> trace (requests/second at the simulator's step), peak = settings.peak_rps."""
+    out: dict[str, Trace] = {}
+    wc = data_dir / "worldcup98-requests-per-minute.csv" if data_dir else None
+    if wc is not None and wc.exists():
+        full = load_trace_csv(wc)
+        start = datetime.fromisoformat("1998-04-30T21:30:00")  # the file's first minute
+        for name, day in WORLDCUP_WINDOWS:
+            offset = (datetime.fromisoformat(day + "T00:00:00") - start).total_seconds()
+            out[name] = _shape(full.window(offset, settings.days * 86400), settings)
+    elif console is not None:
+        console.print(f"[yellow]{wc}: not found; WorldCup98 windows skipped[/]")
+    for i, kind in enumerate(SYNTHETIC):
+        trace = synthetic(kind, settings.days, 60.0, settings.peak_rps, seed=100 + i)
+        out[f"synthetic-{kind}"] = _shape(trace, settings)
+    return out
+
+
+def _shape(trace: Trace, settings: SavingsSettings) -> Trace:
+    return trace.resampled(settings.step_seconds).rescaled(settings.peak_rps)
+
+
+def run_savings_benchmark(*, data_dir: Path | None, settings: SavingsSettings | None = None,
+                          console: Console | None = None,
+                          on_result: Callable[[str, int, dict[str, SimResult]], None] | None
+                          = None) -> dict[str, Any]:
+    settings = settings or SavingsSettings()
+    policy = demo_policy()
+    traces = benchmark_traces(data_dir, settings, console)
+    strategies = [*BASELINES, ENGINE_STRATEGY]
+    runs: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    total = len(traces) * (len(settings.seeds) + 1)
+    with Progress(TextColumn("{task.description:<40}"), BarColumn(), TimeElapsedColumn(),
+                  console=console or Console(stderr=True)) as bar:
+        task = bar.add_task("savings benchmark", total=total)
+        for trace_name, trace in traces.items():
+            arrivals: FloatArray = weights_split(trace.rps, DEMO.weights)
+            config = SimConfig(step_seconds=settings.step_seconds, seed=0,
+                               interruption_scale=settings.interruption_scale)
+            bar.update(task, description=f"{trace_name}: oracle")
+            oracle = run_one(_job(policy.to_k8s(), arrivals, "oracle", config))
+            bar.advance(task)
+            for seed in settings.seeds:
+                bar.update(task, description=f"{trace_name}: seed {seed}")
+                config = SimConfig(step_seconds=settings.step_seconds, seed=seed,
+                                   interruption_scale=settings.interruption_scale)
+                results = {**run_strategies(policy.to_k8s(), arrivals, strategies, config),
+                           "oracle": oracle}
+                if on_result is not None:
+                    on_result(trace_name, seed, results)
+                summary = summarize(results)["strategies"]
+                for name, result in results.items():
+                    summary[name]["violationMinutes"] = round(
+                        sum(result.series.violation) * settings.step_seconds / 60.0, 2)
+                runs.append({"trace": trace_name, "seed": seed, "strategies": summary})
+                bar.advance(task)
+    return {
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpus": _cpus()},
+        "settings": {"days": settings.days, "peakRps": settings.peak_rps,
+                     "seeds": list(settings.seeds),
+                     "interruptionScale": settings.interruption_scale,
+                     "stepSeconds": settings.step_seconds, "policy": "policies/shop-knative.yaml",
+                     "traces": list(traces)},
+        "runs": runs,
+        "aggregate": aggregate(runs),
+        "targets": targets(runs),
+        "wallSeconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _job(policy: dict[str, Any], arrivals: FloatArray, strategy: str, config: SimConfig) -> Any:
+    from spotwise.sim.run import Job
+
+    return Job(policy, arrivals, strategy, config)
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per strategy: mean over runs of cost relative to on-demand-hpa and to the oracle,
+    SLO violation %, violation minutes, interruptions; and the worst run's values."""
+    names = list(runs[0]["strategies"]) if runs else []
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        vs_hpa = [r["strategies"][name]["cost"] / r["strategies"]["on-demand-hpa"]["cost"]
+                  for r in runs]
+        vs_oracle = [r["strategies"][name]["costVsOracle"] or 0.0 for r in runs]
+        slo = [r["strategies"][name]["sloViolationPct"] for r in runs]
+        minutes = [r["strategies"][name]["violationMinutes"] for r in runs]
+        walls = [r["strategies"][name]["wallSeconds"] for r in runs]
+        out[name] = {
+            "costVsOnDemandHpaMean": round(statistics.fmean(vs_hpa), 4),
+            "costVsOnDemandHpaMax": round(max(vs_hpa), 4),
+            "costVsOracleMean": round(statistics.fmean(vs_oracle), 4),
+            "costVsOracleMax": round(max(vs_oracle), 4),
+            "sloViolationPctMean": round(statistics.fmean(slo), 3),
+            "sloViolationPctMax": round(max(slo), 3),
+            "violationMinutesMean": round(statistics.fmean(minutes), 2),
+            "interruptionsMean": round(statistics.fmean(
+                r["strategies"][name]["interruptions"] for r in runs), 2),
+            "wallSecondsMax": round(max(walls), 1),
+        }
+    return out
+
+
+def targets(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The simulator issue's targets, checked on every run (not on averages)."""
+    if not runs:
+        return {}
+    s = ENGINE_STRATEGY
+    per_run = []
+    for r in runs:
+        m = r["strategies"]
+        per_run.append({
+            "trace": r["trace"], "seed": r["seed"],
+            "costVsOnDemandHpa": round(m[s]["cost"] / m["on-demand-hpa"]["cost"], 4),
+            "sloViolationPct": m[s]["sloViolationPct"],
+            "costVsOracle": m[s]["costVsOracle"],
+            "violationMinutes": m[s]["violationMinutes"],
+            "spotGreedyViolationMinutes": m["spot-greedy"]["violationMinutes"],
+            "costVsSpotGreedy": round(m[s]["cost"] / m["spot-greedy"]["cost"], 4),
+            "wallSeconds": m[s]["wallSeconds"],
+        })
+    return {
+        "costAtMost0.45xOnDemandHpa": all(p["costVsOnDemandHpa"] <= 0.45 for p in per_run),
+        "sloViolationAtMost1Pct": all(p["sloViolationPct"] <= 1.0 for p in per_run),
+        "costAtMost1.3xOracle": all((p["costVsOracle"] or np.inf) <= 1.3 for p in per_run),
+        "fewerViolationMinutesThanSpotGreedy": all(
+            p["violationMinutes"] < p["spotGreedyViolationMinutes"] for p in per_run),
+        "costAtMost1.1xSpotGreedy": all(p["costVsSpotGreedy"] <= 1.1 for p in per_run),
+        "twoDaySimulationUnder300s": all(p["wallSeconds"] <= 300 for p in per_run),
+        "perRun": per_run,
+    }
+
+
+def _cpus() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{platform.machine()} {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return platform.machine()
