@@ -74,15 +74,18 @@ class ExactEngine:
         notes: list[str] = []
         result = solve_tables(tables, budget=problem.constraints.max_hourly_cost,
                               time_limit=self.time_budget_seconds)
-        if result is None and problem.constraints.max_hourly_cost is not None:
+        if result.assignment is None and problem.constraints.max_hourly_cost is not None:
             # No plan meets the SLO within budget: the cheapest SLO-meeting one, marked.
             result = solve_tables(tables, budget=None, time_limit=self.time_budget_seconds)
-        if result is None:
-            notes.append("no placement satisfies the node rules; showing the closest plan")
-            result = _fallback_assignment(tables)
-        assignment, optimal = result
-        if not optimal:
-            notes.append("time budget reached before the optimum was proven")
+        if result.assignment is not None:
+            assignment = result.assignment
+            if not result.optimal:
+                notes.append("time budget reached before the optimum was proven")
+        else:
+            notes.append("no placement satisfies the node rules; showing the closest plan"
+                         if result.infeasible else
+                         "time budget reached before any plan was found; showing the closest")
+            assignment = _fallback_assignment(tables)
         return build_plan(tables, self.name, assignment.grid_index, assignment.pods,
                           assignment.nodes, solve_seconds=time.perf_counter() - started,
                           notes=tuple(notes))
@@ -98,9 +101,16 @@ def dominated_on_demand(tables: Tables) -> NDArray[np.bool_]:
     """On-demand pools another on-demand pool beats: no dearer and holding at least as
     many pods of every workload. No rule looks at a single on-demand pool, so moving
     every pod and node of a dominated pool to its dominator never hurts: dropping them
-    keeps the optimum exact."""
+    keeps the optimum exact (checked only when the per-pool node cap cannot bind)."""
     n_p = tables.n_pools
     out = np.zeros(n_p, dtype=bool)
+    problem = tables.problem
+    # The move is only always possible when the dominator has room for it: when even
+    # one node per pod of every workload stays under the per-pool node cap.
+    most_nodes = sum(w.max_replicas for w in problem.workloads) + \
+        problem.constraints.on_demand_min_nodes
+    if most_nodes > problem.constraints.max_nodes_per_pool:
+        return out
     fits = np.where(tables.usable, tables.ppn, 0)
     od = [p for p in range(n_p) if not tables.is_spot[p]]
     for b in od:
@@ -116,11 +126,15 @@ def dominated_on_demand(tables: Tables) -> NDArray[np.bool_]:
     return out
 
 
-def solve_tables(
-    tables: Tables, *, budget: float | None, time_limit: float
-) -> tuple[Assignment, bool] | None:
-    """The cost-minimal assignment, and whether optimality was proven; None when the
-    program is infeasible (or no solution was found in time)."""
+@dataclass(frozen=True)
+class Outcome:
+    assignment: Assignment | None  # None: infeasible, or nothing found in time
+    optimal: bool
+    infeasible: bool
+
+
+def solve_tables(tables: Tables, *, budget: float | None, time_limit: float) -> Outcome:
+    """The cost-minimal assignment and whether optimality was proven."""
     problem = tables.problem
     cons = problem.constraints
     n_w, n_p = tables.n_workloads, tables.n_pools
@@ -216,17 +230,18 @@ def solve_tables(
         options={"time_limit": max(time_limit, 0.01), "mip_rel_gap": 1e-7, "presolve": True},
     )
     if res.x is None:
-        return None
+        return Outcome(None, optimal=False, infeasible=res.status == 2)
     x = np.round(res.x).astype(np.int64)
     grid_index = [max(cols, key=lambda g: x[cols[g]]) for cols in y_cols]
     pods = np.zeros((n_w, n_p), dtype=np.int64)
     for (w, p), c in r_cols.items():
         pods[w, p] = x[c]
     nodes = np.maximum(np.array([x[c] for c in n_cols], dtype=np.int64), nodes_for(tables, pods))
-    return Assignment(grid_index, pods, nodes), res.status == 0
+    return Outcome(Assignment(grid_index, pods, nodes), optimal=res.status == 0,
+                   infeasible=False)
 
 
-def _fallback_assignment(tables: Tables) -> tuple[Assignment, bool]:
+def _fallback_assignment(tables: Tables) -> Assignment:
     """Every workload at its need in the cheapest pool it fits, ignoring share rules:
     a plan to show when the rules cannot all hold, never an empty answer."""
     n_w, n_p = tables.n_workloads, tables.n_pools
@@ -239,4 +254,4 @@ def _fallback_assignment(tables: Tables) -> tuple[Assignment, bool]:
         if fits.size:
             per_pod = tables.price[fits] / tables.ppn[w, fits]
             pods[w, fits[int(np.argmin(per_pod))]] = effective_need(tables, w, g)
-    return Assignment(grid_index, pods, nodes_for(tables, pods)), False
+    return Assignment(grid_index, pods, nodes_for(tables, pods))

@@ -109,9 +109,12 @@ class _Space:
                             if self.spot[p] and self.usable[w, p]] for w in range(self.n_w)]
         self.od_order = [[int(p) for p in np.argsort(per_pod[w], kind="stable")
                           if not self.spot[p] and self.usable[w, p]] for w in range(self.n_w)]
-        # Big pods first, as in first-fit decreasing.
-        size = np.where(self.usable, self.frac, 0).max(axis=1) if self.n_c else np.zeros(self.n_w)
-        self.workload_order = [int(w) for w in np.argsort(-size, kind="stable")]
+        # The most constrained workloads first (fewest pools they fit), then big pods
+        # first, as in first-fit decreasing: small pods fill in around them.
+        fits = self.usable.sum(axis=1)
+        size = (np.where(self.usable, self.frac, 0).sum(axis=1) / np.maximum(fits, 1)
+                if self.n_c else np.zeros(self.n_w))
+        self.workload_order = [int(w) for w in np.lexsort((-size, fits))]
         od = np.flatnonzero(~self.spot)
         self.cheapest_od = int(od[np.argmin(self.price[od])]) if od.size else -1
         self.max_nodes = cons.max_nodes_per_pool
@@ -208,6 +211,22 @@ class _Space:
         placed[idx, p] += missing[idx]
         bought[idx, p] += added
         return np.where(ok, 0, missing)
+
+    def settle(self, genomes: NDArray[np.int64]) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Genomes to keep, with their fitness and risk, such that each kept genome
+        decodes to exactly the plan it is scored by. The decoder's repaired genome (the
+        nodes it actually used) is kept when decoding it again is no worse; the packing
+        depends on the order pods meet free room, so it can be worse, and then the
+        genome stays as it was."""
+        first = self.decode(genomes)
+        fit1, _, risk1 = self.score(first)
+        second = self.decode(first.genomes)
+        fit2, _, risk2 = self.score(second)
+        keep_repaired = fit2 <= fit1 + 1e-12
+        kept = np.where(keep_repaired[:, None], first.genomes,
+                        np.asarray(genomes, dtype=np.int64).reshape(first.genomes.shape))
+        return (kept, np.where(keep_repaired, fit2, fit1),
+                np.where(keep_repaired, risk2, risk1))
 
     # -- fitness --------------------------------------------------------------------
 
@@ -358,6 +377,60 @@ def dp_placement(space: _Space, w: int, g: int) -> tuple[IntArray, float]:
     return best[1], best[0]
 
 
+def spread_seeds(space: _Space, grid: Sequence[int]) -> list[list[int]]:
+    """Joint seeds: every workload spread over the same k cheapest spot pools (k = 2..4,
+    ranked on the combined load) plus one on-demand pool, each with the replica total
+    that is cheapest per pod under the share, cap and pool-loss rules. What a per-workload
+    seed misses: the pool-loss rule makes a few extra replicas on several shared spot
+    pools cheaper than minimum replicas on demand."""
+    cons = space.tables.problem.constraints
+    spot = np.flatnonzero(space.spot)
+    od = np.flatnonzero(~space.spot)
+    if not spot.size or not od.size or space.n_w == 0:
+        return []
+    need = np.array([space.need[w][grid[w]] for w in range(space.n_w)], dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        share = np.where(space.usable, space.frac, np.inf)
+    load = (need[:, None] * share).sum(axis=0)  # nodes each pool would need for everything
+    per_node = np.where(np.isfinite(load), space.price * load, np.inf)
+    od_pool = int(od[np.argmin(per_node[od])])
+    ranked = [int(p) for p in spot[np.argsort(per_node[spot], kind="stable")]
+              if np.isfinite(per_node[p])]
+    seeds = []
+    for k in (2, 3, 4):
+        pools = ranked[:k]
+        if len(pools) < 2:
+            break
+        pods = np.zeros((space.n_w, space.n_c), dtype=np.int64)
+        extra = []
+        for w in range(space.n_w):
+            n, surv = int(space.need[w][grid[w]]), int(space.survive[w][grid[w]])
+            usable = [p for p in pools if space.usable[w, p]]
+            best: tuple[float, int, int] | None = None
+            for t in range(n, min(int(space.max_rep[w]), 2 * n + 2) + 1):
+                od_min = math.ceil(cons.on_demand_min_share * t - _EPS)
+                spot_max = min(math.floor(cons.spot_max_share * t + _EPS), t - od_min)
+                cap = math.floor(cons.spot_max_pool_share * t + _EPS)
+                if cons.survive_pool_loss:
+                    cap = min(cap, max(t - surv, 0))
+                s = max(0, min(spot_max, cap * len(usable)))
+                cost = ((t - s) * space.price[od_pool] * space.frac[w, od_pool]
+                        + s * float(np.mean([space.price[p] * space.frac[w, p]
+                                             for p in usable])) if usable else np.inf)
+                if best is None or cost < best[0] - 1e-12:
+                    best = (cost, t, s)
+            if best is None:
+                return seeds
+            _, t, s = best
+            extra.append(t - n)
+            pods[w, od_pool] += t - s
+            for i in range(s):
+                pods[w, usable[i % len(usable)]] += 1
+        nodes = np.ceil((pods * space.frac).sum(axis=0) - _ROOM_EPS).astype(np.int64)
+        seeds.append([int(x) for x in grid] + extra + [int(v) for v in np.maximum(nodes, 0)])
+    return seeds
+
+
 def candidate_pools(tables: Tables, per_type: int = 6, extra: Sequence[int] = ()) -> list[int]:
     """Pools worth a gene. Per workload and capacity type: the cheapest hosts of k of its
     pods for k from one pod up to all it needs (small nodes win small k, big nodes big
@@ -429,6 +502,7 @@ class GeneticEngine:
         self.polish = polish
         self.patience = patience  # generations without a better best before stopping
         self.last_generations = 0
+        self._spread: list[list[int]] = []
 
     def solve(
         self,
@@ -519,8 +593,15 @@ class GeneticEngine:
             return list(_knee(pop))
         if not self.polish:
             return list(hall[0])
-        polished, _fit = local_search(space, list(hall[0]), deadline)
-        return polished
+        # Polish the winner and the joint spread seeds: a seed whose raw decode looked
+        # dear (over budget, say) can descend to a better plan than evolution kept.
+        starts = [list(hall[0]), *self._spread]
+        best, best_fit = list(hall[0]), hall[0].fitness.values[0]
+        for start in starts:
+            polished, fit = local_search(space, start, deadline)
+            if fit < best_fit - 1e-12:
+                best, best_fit = polished, fit
+        return best
 
     def _initial(self, space: _Space, seeds: Sequence[Proposal],
                  rng: np.random.Generator) -> IntArray:
@@ -541,6 +622,8 @@ class GeneticEngine:
             own = np.ceil(pods * space.frac - _ROOM_EPS).sum(axis=0).astype(np.int64)
             rows.append(rows[-1][: 2 * space.n_w] + [int(v) for v in own])
         rows.append(best_g + [0] * (space.n_w + space.n_c))  # greedy: decoder buys all
+        self._spread = spread_seeds(space, best_g)
+        rows.extend(self._spread)
         while len(rows) < self.population:
             g = [int(rng.integers(len(space.grid[w]))) for w in range(space.n_w)]
             nodes = np.zeros(space.n_c, dtype=np.int64)
@@ -554,10 +637,9 @@ class GeneticEngine:
     def _evaluate(space: _Space, individuals: Sequence[Any], multi: bool) -> None:
         if not individuals:
             return
-        decoded = space.decode(np.array(individuals, dtype=np.int64))
-        fitness, _hourly, risk = space.score(decoded)
-        for ind, row, f, k in zip(individuals, decoded.genomes, fitness, risk, strict=True):
-            ind[:] = row.tolist()  # Lamarckian: keep what the decoder made of it
+        genomes, fitness, risk = space.settle(np.array(individuals, dtype=np.int64))
+        for ind, row, f, k in zip(individuals, genomes, fitness, risk, strict=True):
+            ind[:] = row.tolist()
             ind.fitness.values = (float(f), float(k)) if multi else (float(f),)
 
 
@@ -592,28 +674,33 @@ def _neighbours(space: _Space, genome: Sequence[int]) -> IntArray:
     for p in range(n_c):
         variant(**{f"n{p}": 1})
     for p in (int(x) for x in used):
+        have = int(nodes[p])
         variant(**{f"n{p}": -1})
-        variant(**{f"n{p}": -int(nodes[p])})
+        variant(**{f"n{p}": -have})
         for q in range(n_c):
-            if q != p:
-                variant(**{f"n{p}": -1, f"n{q}": 1})
+            if q == p:
+                continue
+            variant(**{f"n{p}": -1, f"n{q}": 1})
+            # A whole pool swapped for a few nodes of another (fewer, bigger nodes).
+            for k in sorted({1, (have + 1) // 2, have}):
+                if have > 1 or k > 1:
+                    variant(**{f"n{p}": -have, f"n{q}": k})
     return np.array(out, dtype=np.int64).reshape(-1, space.length)
 
 
 def local_search(space: _Space, genome: Sequence[int], deadline: float,
                  max_rounds: int = 40) -> tuple[list[int], float]:
     """Steepest descent over `_neighbours`, each round decoded and scored as one batch."""
-    best = space.decode(np.array([genome], dtype=np.int64)).genomes[0]
-    best_fit = float(space.score(space.decode(best[None]))[0][0])
+    start, fit0, _ = space.settle(np.array([genome], dtype=np.int64))
+    best, best_fit = start[0], float(fit0[0])
     for _ in range(max_rounds):
         if time.perf_counter() > deadline:
             break
-        decoded = space.decode(_neighbours(space, best.tolist()))
-        fit = space.score(decoded)[0]
+        cand, fit, _risk = space.settle(_neighbours(space, best.tolist()))
         i = int(np.argmin(fit))
         if fit[i] >= best_fit - 1e-9:
             break
-        best, best_fit = decoded.genomes[i], float(fit[i])
+        best, best_fit = cand[i], float(fit[i])
     return best.tolist(), best_fit
 
 
