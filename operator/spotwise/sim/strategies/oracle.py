@@ -3,9 +3,10 @@ that step's true load under the policy's hard rules, bought instantly, never
 interrupted, with no headroom.
 
 It is not a strategy the simulator steps through: it knows the whole trace, so it is
-computed directly. To stay fast over days of 10 s steps it caches two things: replicas
-needed per workload, looked up on a load grid rounded *down* (0.5 % buckets), which
-can only make the bound lower; and exact solves, keyed on everything the solver sees.
+computed directly. To stay fast over days of 10 s steps it solves once per minute for
+that minute's lowest load, looked up on a load grid rounded *down* (0.5 % buckets):
+cost only grows with load, so both choices keep it a lower bound for every step of the
+minute. Replicas needed per workload and exact solves are cached.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
+
+import numpy as np
 
 from spotwise.decide import build_catalog, compile_problem
 from spotwise.domain import CapacityType, Plan
@@ -32,7 +35,8 @@ def _round_down(load: float) -> float:
 
 def oracle_result(setup: SimSetup, arrivals: FloatArray, step_seconds: float, *,
                   on_step: Callable[[int], None] | None = None,
-                  spot_price_multiplier: Callable[[float], float] | None = None) -> SimResult:
+                  spot_price_multiplier: Callable[[float], float] | None = None,
+                  window_seconds: float = 60.0) -> SimResult:
     started = time.perf_counter()
     spec = setup.spec.model_copy(update={
         "objective": setup.spec.objective.model_copy(update={"headroom": 0.0,
@@ -48,8 +52,11 @@ def oracle_result(setup: SimSetup, arrivals: FloatArray, step_seconds: float, *,
     rates: dict[int, tuple[float, float, int, int]] = {}
     series = Series()
     cost = 0.0
+    window = max(1, round(window_seconds / step_seconds))
+    lows = np.minimum.reduceat(arrivals, np.arange(0, len(arrivals), window), axis=0) \
+        if len(arrivals) else arrivals
     for i, row in enumerate(arrivals):
-        loads = [_round_down(float(x)) for x in row]
+        loads = [_round_down(float(x)) for x in lows[i // window]]
         key_parts = []
         for w, load in enumerate(loads):
             k = (w, load)
