@@ -21,6 +21,7 @@ from rich.table import Table
 from spotwise import __version__
 from spotwise.api import PolicyError, ScalingPolicy, load_policy_file
 from spotwise.decide import DecisionError, Recommendation, build_catalog, recommend
+from spotwise.stdio import native_stdout_to_stderr
 
 app = typer.Typer(
     name="spotwise",
@@ -154,7 +155,9 @@ def recommend_cmd(
     policy = load(file)
     demands = parse_demands(demand)
     try:
-        rec = recommend(policy.spec, demands, engine=engine.value if engine else None, seed=seed)
+        with native_stdout_to_stderr():
+            rec = recommend(policy.spec, demands, engine=engine.value if engine else None,
+                            seed=seed)
     except DecisionError as e:
         fail(f"{file}: {e}")
     for reason in rec.plan.reasons:
@@ -254,8 +257,9 @@ def _simulate(policy: ScalingPolicy, arrivals: Any, strategies: list[str], *, se
                 bar.update(tasks[s], completed=n)
 
         try:
-            results = run_strategies(policy.to_k8s(), arrivals, strategies, config, agent=agent,
-                                     on_progress=show)
+            with native_stdout_to_stderr():
+                results = run_strategies(policy.to_k8s(), arrivals, strategies, config,
+                                         agent=agent, on_progress=show)
         except (ValueError, KeyError) as e:
             fail(str(e).strip("'\""))
     summary = summarize(results)
@@ -385,8 +389,9 @@ def bench_savings(
 
     settings = SavingsSettings(days=days, interruption_scale=interruption_scale,
                                seeds=tuple(int(x) for x in seeds.split(",") if x.strip()))
-    result = run_savings_benchmark(data_dir=data if data.exists() else None, settings=settings,
-                                   console=err)
+    with native_stdout_to_stderr():
+        result = run_savings_benchmark(data_dir=data if data.exists() else None,
+                                       settings=settings, console=err)
     if output is Output.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:

@@ -33,7 +33,7 @@ from spotwise.domain import (
     Usl,
     Workload,
 )
-from spotwise.engines import create_engine
+from spotwise.engines import create_engine, engine_names
 from spotwise.engines.base import Engine, build_tables, check_plan, refresh_predictions
 from spotwise.engines.exact import ExactEngine
 from spotwise.models.demand import forecast
@@ -154,11 +154,18 @@ def compile_problem(
     )
 
 
+# Each node added or removed against the running plan is charged this many hours of its
+# price: a new node is paid for minutes before it serves and its pods restart, and plans
+# that tie on cost would otherwise flip between node types from one tick to the next.
+CHURN_WEIGHT_HOURS = 0.25
+
+
 def engine_for(spec: ScalingPolicySpec, name: str | None = None) -> Engine:
     """The engine the policy asks for (or `name`), with the policy's settings."""
     opt = spec.optimizer
     name = name or opt.engine
-    options: dict[str, object] = {"time_budget_seconds": opt.time_budget_seconds}
+    options: dict[str, object] = {"time_budget_seconds": opt.time_budget_seconds,
+                                  "churn_weight": CHURN_WEIGHT_HOURS}
     if name in ("genetic", "hybrid"):
         options.update(
             population=opt.genetic.population,
@@ -170,8 +177,12 @@ def engine_for(spec: ScalingPolicySpec, name: str | None = None) -> Engine:
         options["agent"] = opt.rl.agent
     try:
         return create_engine(name, **options)
-    except KeyError as err:
-        raise DecisionError(str(err)) from None
+    except KeyError:
+        planned = {"rl", "hybrid"}
+        raise DecisionError(
+            f"engine {name!r} is not available in this version (available: "
+            f"{', '.join(n for n in engine_names())})"
+            + ("; it is planned" if name in planned else "")) from None
 
 
 def reference_cost(problem: Problem) -> float:

@@ -16,15 +16,13 @@ Not here: printing (`spotwise bench optimizer`, `bench/optimizer.py`).
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import platform
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +53,7 @@ from spotwise.engines.genetic import GeneticEngine
 from spotwise.models.latency import slo_floor_ms
 from spotwise.models.packing import pods_per_node
 from spotwise.models.risk import pools_for
+from spotwise.stdio import native_stdout_to_stderr
 
 TYPE_COUNTS: tuple[int, ...] = (5, 20, 60)
 DEMAND_LEVELS: tuple[float, ...] = (10.0, 100.0, 1000.0, 5000.0)
@@ -390,33 +389,6 @@ def _warm_up() -> None:
     )
     ExactEngine(time_budget_seconds=5.0).solve(problem)
     GeneticEngine(generations=2).solve(problem, seed=0)
-
-
-def _flush_c_stdio() -> None:
-    with suppress(OSError, AttributeError, TypeError):
-        ctypes.CDLL(None).fflush(None)
-
-
-@contextmanager
-def native_stdout_to_stderr() -> Iterator[None]:
-    """Send what native code writes to file descriptor 1 to descriptor 2 meanwhile.
-
-    HiGHS (inside SciPy's `milp`) prints debug lines such as
-    "HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();" straight
-    to the process's stdout, which would corrupt the JSON printed there."""
-    try:
-        sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        _flush_c_stdio()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def run_optimizer_benchmark(

@@ -20,6 +20,7 @@ from scipy.sparse import coo_matrix
 
 from spotwise.domain import Plan, Problem
 from spotwise.engines.base import (
+    FloatArray,
     IntArray,
     Tables,
     allowed_grid,
@@ -63,8 +64,11 @@ class Assignment:
 class ExactEngine:
     name = "exact"
 
-    def __init__(self, time_budget_seconds: float = 10.0, **_: object) -> None:
+    def __init__(self, time_budget_seconds: float = 10.0, churn_weight: float = 0.0,
+                 **_: object) -> None:
         self.time_budget_seconds = time_budget_seconds
+        # Hours of a node's price charged per node added or removed against a warm start.
+        self.churn_weight = churn_weight
 
     def solve(
         self, problem: Problem, *, warm_start: Plan | None = None, seed: int | None = None
@@ -72,11 +76,20 @@ class ExactEngine:
         started = time.perf_counter()
         tables = build_tables(problem)
         notes: list[str] = []
+        previous = None
+        if warm_start is not None and self.churn_weight > 0:
+            index = {p.name: i for i, p in enumerate(problem.pools)}
+            previous = np.zeros(tables.n_pools)
+            for node in warm_start.nodes:
+                if node.pool in index:
+                    previous[index[node.pool]] = node.count
         result = solve_tables(tables, budget=problem.constraints.max_hourly_cost,
-                              time_limit=self.time_budget_seconds)
+                              time_limit=self.time_budget_seconds, previous=previous,
+                              churn_weight=self.churn_weight)
         if result.assignment is None and problem.constraints.max_hourly_cost is not None:
             # No plan meets the SLO within budget: the cheapest SLO-meeting one, marked.
-            result = solve_tables(tables, budget=None, time_limit=self.time_budget_seconds)
+            result = solve_tables(tables, budget=None, time_limit=self.time_budget_seconds,
+                                  previous=previous, churn_weight=self.churn_weight)
         if result.assignment is not None:
             assignment = result.assignment
             if not result.optimal:
@@ -133,8 +146,10 @@ class Outcome:
     infeasible: bool
 
 
-def solve_tables(tables: Tables, *, budget: float | None, time_limit: float) -> Outcome:
-    """The cost-minimal assignment and whether optimality was proven."""
+def solve_tables(tables: Tables, *, budget: float | None, time_limit: float,
+                 previous: FloatArray | None = None, churn_weight: float = 0.0) -> Outcome:
+    """The cost-minimal assignment and whether optimality was proven; with `previous`
+    node counts, each node added or removed also costs `churn_weight` hours of its price."""
     problem = tables.problem
     cons = problem.constraints
     n_w, n_p = tables.n_workloads, tables.n_pools
@@ -161,6 +176,10 @@ def solve_tables(tables: Tables, *, budget: float | None, time_limit: float) -> 
     col += n_w
     biggest_cols = list(range(col, col + n_w))
     col += n_w
+    churn_cols: list[int] = []
+    if previous is not None and churn_weight > 0:
+        churn_cols = list(range(col, col + n_p))  # |nodes - previous| per pool
+        col += n_p
 
     lb = np.zeros(col)
     ub = np.full(col, np.inf)
@@ -181,6 +200,9 @@ def solve_tables(tables: Tables, *, budget: float | None, time_limit: float) -> 
         cost[total_cols[w]] = _REPLICA_TIE_BREAK
         ub[biggest_cols[w]] = wl.max_replicas
         integrality[biggest_cols[w]] = 0  # a max of integers: integral at any optimum
+    for p, c in enumerate(churn_cols):
+        integrality[c] = 0
+        cost[c] = churn_weight * tables.price[p]
 
     rows = _Rows([], [], [], [], [])
     for w, wl in enumerate(problem.workloads):
@@ -220,6 +242,10 @@ def solve_tables(tables: Tables, *, budget: float | None, time_limit: float) -> 
                  float(cons.on_demand_min_nodes), np.inf)
     if budget is not None:
         rows.add({n_cols[p]: float(tables.price[p]) for p in range(n_p)}, -np.inf, budget)
+    if churn_cols and previous is not None:
+        for p, c in enumerate(churn_cols):
+            rows.add({c: 1.0, n_cols[p]: -1.0}, -float(previous[p]), np.inf)
+            rows.add({c: 1.0, n_cols[p]: 1.0}, float(previous[p]), np.inf)
 
     matrix = coo_matrix((rows.vals, (rows.rows, rows.cols)), shape=(len(rows.lo), col)).tocsr()
     res = milp(

@@ -37,11 +37,7 @@ class Node:
     launched_at: float
     ready_at: float
     interrupt_at: float  # inf for on-demand
-    draining: bool = False
-
-    @property
-    def notice_at(self) -> float:
-        return self.interrupt_at - NOTICE_SECONDS
+    notice_at: float  # when the interruption notice arrives; inf for on-demand
 
 
 @dataclass
@@ -77,15 +73,15 @@ class Cluster:
     def ready_nodes(self, now: float) -> NDArray[np.int64]:
         out = np.zeros(len(self.pools), dtype=np.int64)
         for n in self.nodes:
-            if n.ready_at <= now and not n.draining:
+            if n.ready_at <= now:
                 out[n.pool] += 1
         return out
 
     def all_nodes(self) -> NDArray[np.int64]:
+        """Nodes launched and not yet gone, ready or not."""
         out = np.zeros(len(self.pools), dtype=np.int64)
         for n in self.nodes:
-            if not n.draining:
-                out[n.pool] += 1
+            out[n.pool] += 1
         return out
 
     def starting_pods(self) -> NDArray[np.int64]:
@@ -117,19 +113,9 @@ class Cluster:
         rate = p.interruptions_per_hour * self.interruption_scale / 3600.0
         for _ in range(count):
             interrupt = now + self.rng.exponential(1.0 / rate) if rate > 0 else math.inf
-            self.nodes.append(Node(pool, now, now + delay, interrupt))
+            notice = interrupt - self.timings.notice_seconds
+            self.nodes.append(Node(pool, now, now + delay, interrupt, notice))
         return count
-
-    def remove(self, pool: int, count: int, now: float) -> int:
-        """Take `count` nodes out of a pool: not-yet-ready ones first, then the emptiest;
-        pods that no longer fit are evicted."""
-        candidates = [n for n in self.nodes if n.pool == pool and not n.draining]
-        candidates.sort(key=lambda n: (n.ready_at <= now, n.launched_at), reverse=False)
-        removed = 0
-        for n in candidates[:count]:
-            self.nodes.remove(n)
-            removed += 1
-        return removed
 
     def start_pods(self, w: int, pool: int, count: int, now: float) -> int:
         """Start up to `count` pods of w in `pool` where ready nodes have room."""

@@ -194,8 +194,10 @@ class Simulation:
                 self.action = self.strategy.decide(view)
                 notes.extend(self.action.notes)
                 decisions += 1
-                if now >= next_decision:
-                    next_decision = now + self.strategy.interval_seconds
+                # Keep the cadence on average when it does not divide the step (15 s HPA
+                # on 10 s steps decides at 0, 20, 30, 50, 60, ...).
+                while next_decision <= now:
+                    next_decision += self.strategy.interval_seconds
             churn += self.reconcile_nodes(now, history, load)
             self.reconcile_pods(now, history, load)
             mult = self.config.spot_price_multiplier(now) if self.config.spot_price_multiplier \
@@ -226,9 +228,12 @@ class Simulation:
             util[w] = load[w] / cap if cap > 0 else (math.inf if load[w] > 0 else 0.0)
             if ready[w] > 0:
                 per = load[w] / ready[w]
-                mean = float(mean_response_seconds(wl.usl, min(per, cap / ready[w] * 0.999),
-                                                   conc))
-                in_flight[w] = per * mean
+                per_cap = cap / ready[w]
+                if per >= per_cap:
+                    # Saturated: the limit is full and the excess waits, growing with load.
+                    in_flight[w] = conc * per / per_cap
+                else:
+                    in_flight[w] = per * float(mean_response_seconds(wl.usl, per, conc))
         return View(
             now=now, step_seconds=self.config.step_seconds, workloads=self.setup.workloads,
             pools=self.setup.pools, rates=tuple(history[:, w].copy() for w in range(self.n_w)),
@@ -283,23 +288,24 @@ class Simulation:
                 new = math.ceil(pending / c.ppn[w, p])
                 changed += c.launch(p, new, now)
                 free[p] += new - pending / c.ppn[w, p]
-        # Consolidate: a pool with a whole idle node for long enough gives it back.
+        # Consolidate: a pool with a whole idle *ready* node for long enough gives it back
+        # (a node still starting is not idle: pods are waiting for it).
         used = c.used()
-        have = c.all_nodes()
+        ready = c.ready_nodes(now)
         for p in range(len(self.setup.pools)):
-            idle = int(have[p] - math.ceil(used[p] - 1e-6))
+            idle = int(ready[p] - math.ceil(used[p] - 1e-6))
             if idle <= 0:
                 self.idle_since.pop(p, None)
                 continue
             since = self.idle_since.setdefault(p, now)
             if now - since >= prov.consolidate_after_seconds:
-                changed += self.remove_nodes(p, idle, now)
+                changed += self.remove_nodes(p, idle, now, ready_only=True)
                 self.idle_since.pop(p, None)
         return changed
 
-    def remove_nodes(self, pool: int, count: int, now: float) -> int:
+    def remove_nodes(self, pool: int, count: int, now: float, *, ready_only: bool = False) -> int:
         c = self.cluster
-        nodes = [n for n in c.nodes if n.pool == pool and not n.draining]
+        nodes = [n for n in c.nodes if n.pool == pool and (n.ready_at <= now or not ready_only)]
         # Nodes under notice go first, then ones not ready yet, then the newest.
         nodes.sort(key=lambda n: (n.notice_at > now, n.ready_at <= now, -n.launched_at))
         for n in nodes[:count]:
@@ -355,7 +361,8 @@ class Simulation:
             cap = float(ready[w]) * float(throughput(wl.usl, conc))
             done = min(lam, cap)
             dropped = lam - done
-            if ready[w] == 0:
+            if dropped > 1e-9 or ready[w] == 0:
+                # Overloaded: requests queue until they time out (or are shed).
                 p95 = P95_CAP_MS if lam > 0 else 0.0
             else:
                 per = min(lam, cap * 0.999) / ready[w]

@@ -46,7 +46,7 @@ class View:
     rates: tuple[FloatArray, ...]  # per workload: observed requests/second per step, oldest first
     pods: IntArray  # (W, P) running + starting pods
     ready_pods: IntArray  # (W,)
-    nodes: IntArray  # (P,) launched, not draining (pending included)
+    nodes: IntArray  # (P,) launched and not gone (pending included)
     ready_nodes: IntArray  # (P,)
     noticed_pools: frozenset[int]  # pools with a node under interruption notice
     concurrency: IntArray  # (W,) limits in force
