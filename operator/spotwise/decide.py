@@ -261,7 +261,7 @@ class GuardState:
     shunned_until: tuple[tuple[str, float], ...] = ()
     last_key: object = None  # what the engine saw last time: same key, same plan
     last_solved_at: float = -math.inf
-    last_bounds: tuple[tuple[str, int, int], ...] = ()
+    last_floors: tuple[tuple[str, int], ...] = ()  # stabilized SLO floors at the last solve
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -385,33 +385,41 @@ def decide(
     bounds: dict[str, tuple[int, int]] = {}
     for ws in spec.workloads:
         lo, hi = ws.replicas.min, ws.replicas.max
-        current = observed[ws.name].current_replicas
-        if current is None and state.last_plan is not None:
-            current = state.last_plan.workload(ws.name).replicas
+        # The step limit is per tick, so it counts from the last plan: what is running lags
+        # behind it while pods start, and bounds that moved with it would force a re-solve
+        # every tick.
+        current = (state.last_plan.workload(ws.name).replicas if state.last_plan is not None
+                   else observed[ws.name].current_replicas)
         # No scale-down below what the SLO needed at any time in the window.
         lo = max(lo, min(floor[ws.name], hi))
         if current is not None:
             hi = min(hi, current + step)
             lo = max(lo, current - step)
+        hi = max(hi, ws.replicas.min)  # never below min, even when that is a bigger step
         bounds[ws.name] = (min(lo, hi), hi)
     problem = compile_problem(
         spec, demands, capacities=capacities, bounds=bounds, shunned=frozenset(shunned)
     )
     engine = engine or engine_for(spec)
-    # Keep a plan that still meets every rule until it is due for re-optimization (the
-    # scale-down window: a cheaper plan could not scale down sooner anyway); re-solve at
-    # once when demand outgrows it, bounds move past it, or a pool is interrupted.
+    # Keep a plan that still meets every rule (bounds included) until it is due for
+    # re-optimization; re-solve at once when demand outgrows it, a pool is interrupted, or
+    # a stabilized floor dropped (a scale-down became allowed).
     solved_at = state.last_solved_at
-    bound_key = tuple((name, lo, hi) for name, (lo, hi) in sorted(bounds.items()))
+    floors = tuple(sorted(floor.items()))
+    floor_dropped = any(f < dict(state.last_floors).get(name, f) for name, f in floors)
     if (
         state.last_plan is not None
         and not observation.interrupted_pools
-        and bound_key == state.last_bounds
+        and not floor_dropped
         and now - state.last_solved_at < max(window, spec.interval_seconds)
         and still_valid(problem, state.last_plan)
     ):
         plan, key = refresh_predictions(problem, state.last_plan), state.last_key
+        # Floors are remembered as they were at the last solve: a rise and a fall back
+        # is not a drop.
+        last_floors = state.last_floors
     else:
+        last_floors = floors
         key = solve_key(problem)
         if key == state.last_key and state.last_plan is not None:
             plan = refresh_predictions(problem, state.last_plan)  # the engine would agree
@@ -459,7 +467,7 @@ def decide(
             last_plan=plan,
             last_key=key,
             last_solved_at=solved_at,
-            last_bounds=bound_key,
+            last_floors=last_floors,
         ),
         demands=tuple(sorted(demands.items())),
         conditions=tuple(conditions),
@@ -475,10 +483,24 @@ def decide(
     )
 
 
+# A running plan is kept while it would still meet every rule with this much less demand
+# than forecast: plans sized at the minimum sit on the SLO and pool-loss boundaries, and
+# without hysteresis every upward wobble of the forecast would re-plan (HPA has a 10 %
+# tolerance for the same reason). New plans are always sized for the full forecast.
+KEEP_TOLERANCE = 0.1
+
+
 def still_valid(problem: Problem, plan: Plan) -> bool:
-    """The plan breaks no hard rule of `problem` (budget aside) and was feasible."""
+    """The plan breaks no hard rule of `problem`, with demand `KEEP_TOLERANCE` lower
+    (budget aside), and was feasible."""
+    relaxed = replace(
+        problem,
+        workloads=tuple(
+            replace(w, demand_rps=w.demand_rps * (1 - KEEP_TOLERANCE)) for w in problem.workloads
+        ),
+    )
     return plan.feasible and not [
-        v for v in check_plan(problem, plan) if not v.startswith("budget:")
+        v for v in check_plan(relaxed, plan) if not v.startswith("budget:")
     ]
 
 
