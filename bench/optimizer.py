@@ -19,12 +19,17 @@ from spotwise.benchmarks.optimizer import run_optimizer_benchmark
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--exact-time-limit", type=float, default=60.0,
-                        help="seconds the exact engine may take to prove an optimum (60)")
+    parser.add_argument(
+        "--exact-time-limit",
+        type=float,
+        default=60.0,
+        help="seconds the exact engine may take to prove an optimum (60)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for the instances and the GA")
     args = parser.parse_args(argv)
-    result = run_optimizer_benchmark(exact_time_limit=args.exact_time_limit, seed=args.seed,
-                                     console=Console(stderr=True))
+    result = run_optimizer_benchmark(
+        exact_time_limit=args.exact_time_limit, seed=args.seed, console=Console(stderr=True)
+    )
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0
 

@@ -26,7 +26,7 @@ from spotwise.stdio import native_stdout_to_stderr
 app = typer.Typer(
     name="spotwise",
     help="Cost-aware Kubernetes autoscaling: replicas, concurrency and the spot/on-demand "
-         "node mix, decided together against a latency SLO.",
+    "node mix, decided together against a latency SLO.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -84,9 +84,12 @@ def validate(
         fail([f"{file} is invalid:", f"  {e}"])
     if not len(catalog):
         fail([f"{file} is invalid:", "  spec.nodes.catalog: no instance types to choose from"])
-    out.print(f"{file}: valid ScalingPolicy {policy.metadata.name} "
-              f"({len(policy.spec.workloads)} workloads, {len(catalog)} instance types)",
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"{file}: valid ScalingPolicy {policy.metadata.name} "
+        f"({len(policy.spec.workloads)} workloads, {len(catalog)} instance types)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -102,16 +105,19 @@ def parse_demands(values: list[str]) -> dict[str, float]:
     for raw in values:
         name, sep, number = raw.partition("=")
         if not sep or not name:
-            raise typer.BadParameter(f"{raw!r}: expected WORKLOAD=RPS, e.g. web=800",
-                                     param_hint="--demand")
+            raise typer.BadParameter(
+                f"{raw!r}: expected WORKLOAD=RPS, e.g. web=800", param_hint="--demand"
+            )
         try:
             rps = float(number)
         except ValueError:
-            raise typer.BadParameter(f"{raw!r}: {number!r} is not a number",
-                                     param_hint="--demand") from None
+            raise typer.BadParameter(
+                f"{raw!r}: {number!r} is not a number", param_hint="--demand"
+            ) from None
         if not math.isfinite(rps) or rps < 0:
-            raise typer.BadParameter(f"{raw!r}: requests/second must be a finite number ≥ 0",
-                                     param_hint="--demand")
+            raise typer.BadParameter(
+                f"{raw!r}: requests/second must be a finite number ≥ 0", param_hint="--demand"
+            )
         if name in demands:
             raise typer.BadParameter(f"{name} given twice", param_hint="--demand")
         demands[name] = rps
@@ -129,14 +135,25 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
         "savingsRatio": round(rec.savings_ratio, 6),
         "solveSeconds": round(plan.solve_seconds, 6),
         "workloads": [
-            {"name": w.name, "replicas": w.replicas, "concurrency": w.concurrency,
-             # JSON has no infinity: an unbounded prediction (saturated) is null.
-             "predictedP95Ms": round(w.predicted_p95_ms, 3)
-             if math.isfinite(w.predicted_p95_ms) else None}
+            {
+                "name": w.name,
+                "replicas": w.replicas,
+                "concurrency": w.concurrency,
+                # JSON has no infinity: an unbounded prediction (saturated) is null.
+                "predictedP95Ms": round(w.predicted_p95_ms, 3)
+                if math.isfinite(w.predicted_p95_ms)
+                else None,
+            }
             for w in plan.workloads
         ],
-        "nodes": [{"instanceType": n.instance_type, "capacityType": n.capacity_type.value,
-                   "count": n.count} for n in plan.nodes],
+        "nodes": [
+            {
+                "instanceType": n.instance_type,
+                "capacityType": n.capacity_type.value,
+                "count": n.count,
+            }
+            for n in plan.nodes
+        ],
         "risk": {"capacityAfterWorstPoolLoss": round(plan.capacity_after_worst_pool_loss, 6)},
     }
 
@@ -144,10 +161,10 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
 @app.command(name="recommend")
 def recommend_cmd(
     file: Annotated[Path, typer.Option("-f", "--file", help="ScalingPolicy YAML file.")],
-    demand: Annotated[list[str], typer.Option(
-        "--demand", help="WORKLOAD=RPS, once per workload.")],
-    engine: Annotated[EngineName | None, typer.Option(
-        help="Engine; defaults to the policy's.")] = None,
+    demand: Annotated[list[str], typer.Option("--demand", help="WORKLOAD=RPS, once per workload.")],
+    engine: Annotated[
+        EngineName | None, typer.Option(help="Engine; defaults to the policy's.")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for the genetic engine.")] = None,
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
 ) -> None:
@@ -156,8 +173,9 @@ def recommend_cmd(
     demands = parse_demands(demand)
     try:
         with native_stdout_to_stderr():
-            rec = recommend(policy.spec, demands, engine=engine.value if engine else None,
-                            seed=seed)
+            rec = recommend(
+                policy.spec, demands, engine=engine.value if engine else None, seed=seed
+            )
     except DecisionError as e:
         fail(f"{file}: {e}")
     for reason in rec.plan.reasons:
@@ -174,26 +192,43 @@ def print_recommendation(policy: ScalingPolicy, rec: Recommendation) -> None:
     status = "feasible" if plan.feasible else "INFEASIBLE"
     if plan.over_budget:
         status += ", over budget"
-    out.print(f"[bold]{policy.metadata.name}[/] — {plan.engine} plan, {status}, "
-              f"solved in {plan.solve_seconds:.3f}s")
+    out.print(
+        f"[bold]{policy.metadata.name}[/] — {plan.engine} plan, {status}, "
+        f"solved in {plan.solve_seconds:.3f}s"
+    )
     wt = Table("workload", "replicas", "on spot", "concurrency", "predicted p95", "SLO")
     slos = {w.name: w.slo.latency_p95_ms for w in policy.spec.workloads}
     for w in plan.workloads:
         p95 = f"{w.predicted_p95_ms:.0f} ms" if math.isfinite(w.predicted_p95_ms) else "∞"
-        wt.add_row(w.name, str(w.replicas), str(w.spot_replicas), str(w.concurrency), p95,
-                   f"{slos[w.name]:g} ms")
+        wt.add_row(
+            w.name,
+            str(w.replicas),
+            str(w.spot_replicas),
+            str(w.concurrency),
+            p95,
+            f"{slos[w.name]:g} ms",
+        )
     out.print(wt)
     nt = Table("instance type", "capacity", "nodes")
     for n in plan.nodes:
         nt.add_row(n.instance_type, n.capacity_type.value, str(n.count))
     out.print(nt)
-    out.print(f"cost ${plan.hourly_cost:.4f}/h vs ${rec.on_demand_hourly_cost:.4f}/h all "
-              f"on-demand: [bold green]{rec.savings_ratio:.1%} saved[/]; capacity left after "
-              f"losing the worst spot pool {plan.capacity_after_worst_pool_loss:.0%}")
+    out.print(
+        f"cost ${plan.hourly_cost:.4f}/h vs ${rec.on_demand_hourly_cost:.4f}/h all "
+        f"on-demand: [bold green]{rec.savings_ratio:.1%} saved[/]; capacity left after "
+        f"losing the worst spot pool {plan.capacity_after_worst_pool_loss:.0%}"
+    )
 
 
-def _trace_arrivals(setup: Any, traces: list[str], weights: list[str], peak_rps: float | None,
-                    step_seconds: float, days: float | None, seed: int) -> Any:
+def _trace_arrivals(
+    setup: Any,
+    traces: list[str],
+    weights: list[str],
+    peak_rps: float | None,
+    step_seconds: float,
+    days: float | None,
+    seed: int,
+) -> Any:
     """(steps, W) arrivals from `--trace` values: one shared SPEC split by `--weight`, or
     WORKLOAD=SPEC per workload."""
     import numpy as np
@@ -205,16 +240,19 @@ def _trace_arrivals(setup: Any, traces: list[str], weights: list[str], peak_rps:
     shared = [t for t in traces if "=" not in t or t.split("=", 1)[0] not in names]
     own = dict(t.split("=", 1) for t in traces if t not in shared)
     if len(shared) > 1:
-        raise typer.BadParameter("give one shared trace, or WORKLOAD=SPEC for each workload",
-                                 param_hint="--trace")
+        raise typer.BadParameter(
+            "give one shared trace, or WORKLOAD=SPEC for each workload", param_hint="--trace"
+        )
     if not shared and set(own) != set(names):
         missing = sorted(set(names) - set(own))
-        raise typer.BadParameter(f"no trace for workload {', '.join(missing)}",
-                                 param_hint="--trace")
+        raise typer.BadParameter(
+            f"no trace for workload {', '.join(missing)}", param_hint="--trace"
+        )
     try:
         if shared:
-            trace = resolve_trace(shared[0], peak_rps=peak_rps, step_seconds=step_seconds,
-                                  seed=seed)
+            trace = resolve_trace(
+                shared[0], peak_rps=peak_rps, step_seconds=step_seconds, seed=seed
+            )
             w = dict.fromkeys(names, 1.0)
             for item in weights:
                 name, _, value = item.partition("=")
@@ -223,8 +261,10 @@ def _trace_arrivals(setup: Any, traces: list[str], weights: list[str], peak_rps:
                 w[name] = float(value)
             arrivals = weights_split(trace.rps, [w[n] for n in names])
         else:
-            columns = [resolve_trace(own[n], peak_rps=peak_rps, step_seconds=step_seconds,
-                                     seed=seed).rps for n in names]
+            columns = [
+                resolve_trace(own[n], peak_rps=peak_rps, step_seconds=step_seconds, seed=seed).rps
+                for n in names
+            ]
             steps = min(len(c) for c in columns)
             arrivals = np.stack([c[:steps] for c in columns], axis=1)
     except (TraceError, ValueError) as e:
@@ -234,22 +274,41 @@ def _trace_arrivals(setup: Any, traces: list[str], weights: list[str], peak_rps:
     return arrivals
 
 
-def _simulate(policy: ScalingPolicy, arrivals: Any, strategies: list[str], *, seed: int,
-              interruption_scale: float, step_seconds: float, out_dir: Path | None,
-              output: Output, agent: str | None, title: str,
-              spot_prices: Any = None) -> dict[str, Any]:
+def _simulate(
+    policy: ScalingPolicy,
+    arrivals: Any,
+    strategies: list[str],
+    *,
+    seed: int,
+    interruption_scale: float,
+    step_seconds: float,
+    out_dir: Path | None,
+    output: Output,
+    agent: str | None,
+    title: str,
+    spot_prices: Any = None,
+) -> dict[str, Any]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from spotwise.sim.report import summary_table, write_report
     from spotwise.sim.run import run_strategies, summarize
     from spotwise.sim.simulator import SimConfig, setup_from_policy
 
-    config = SimConfig(step_seconds=step_seconds, seed=seed,
-                       interruption_scale=interruption_scale, spot_price_multiplier=spot_prices)
+    config = SimConfig(
+        step_seconds=step_seconds,
+        seed=seed,
+        interruption_scale=interruption_scale,
+        spot_price_multiplier=spot_prices,
+    )
     steps = len(arrivals)
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn(
-            "{task.percentage:>5.1f}%"), TimeElapsedColumn(), console=err,
-            transient=output is Output.json) as bar:
+    with Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=output is Output.json,
+    ) as bar:
         tasks = {s: bar.add_task(s, total=steps) for s in strategies}
 
         def show(done: dict[str, int]) -> None:
@@ -258,16 +317,23 @@ def _simulate(policy: ScalingPolicy, arrivals: Any, strategies: list[str], *, se
 
         try:
             with native_stdout_to_stderr():
-                results = run_strategies(policy.to_k8s(), arrivals, strategies, config,
-                                         agent=agent, on_progress=show)
+                results = run_strategies(
+                    policy.to_k8s(), arrivals, strategies, config, agent=agent, on_progress=show
+                )
         except (ValueError, KeyError) as e:
             fail(str(e).strip("'\""))
     summary = summarize(results)
     if out_dir is not None:
         setup = setup_from_policy(policy.spec)
-        full = {**summary, "policy": policy.metadata.name, "title": title, "seed": seed,
-                "steps": steps, "stepSeconds": step_seconds,
-                "interruptionScale": interruption_scale}
+        full = {
+            **summary,
+            "policy": policy.metadata.name,
+            "title": title,
+            "seed": seed,
+            "steps": steps,
+            "stepSeconds": step_seconds,
+            "interruptionScale": interruption_scale,
+        }
         written = write_report(out_dir, results, setup, full)
         err.print(f"report: {len(written)} files in {out_dir}/", highlight=False)
     if output is Output.json:
@@ -280,33 +346,55 @@ def _simulate(policy: ScalingPolicy, arrivals: Any, strategies: list[str], *, se
 @app.command()
 def simulate(
     policy_file: Annotated[Path, typer.Option("--policy", "-f", help="ScalingPolicy YAML.")],
-    trace: Annotated[list[str], typer.Option(
-        help="builtin:NAME, synthetic:KIND[:DAYS] or a CSV file, shared by all workloads; or "
-             "WORKLOAD=SPEC once per workload.")],
-    weight: Annotated[list[str], typer.Option(
-        help="WORKLOAD=W: its share of a shared trace (default equal).")] = [],  # noqa: B006
-    peak_rps: Annotated[float | None, typer.Option(
-        help="Rescale each trace so its busiest step is this many requests/second.")] = None,
-    strategies: Annotated[str | None, typer.Option(
-        help="Comma-separated; default: every baseline, spotwise:<policy engine>, oracle.")
+    trace: Annotated[
+        list[str],
+        typer.Option(
+            help="builtin:NAME, synthetic:KIND[:DAYS] or a CSV file, shared by all workloads; or "
+            "WORKLOAD=SPEC once per workload."
+        ),
+    ],
+    weight: Annotated[
+        list[str], typer.Option(help="WORKLOAD=W: its share of a shared trace (default equal).")
+    ] = [],  # noqa: B006
+    peak_rps: Annotated[
+        float | None,
+        typer.Option(help="Rescale each trace so its busiest step is this many requests/second."),
+    ] = None,
+    strategies: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated; default: every baseline, spotwise:<policy engine>, oracle."
+        ),
     ] = None,
     days: Annotated[float | None, typer.Option(help="Simulate only the first D days.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for interruptions and engines.")] = 0,
-    interruption_scale: Annotated[float, typer.Option(
-        help="Multiply every pool's spot interruption rate (rehearse bad days).")] = 1.0,
+    interruption_scale: Annotated[
+        float,
+        typer.Option(help="Multiply every pool's spot interruption rate (rehearse bad days)."),
+    ] = 1.0,
     step_seconds: Annotated[float, typer.Option(help="Simulation step.")] = 10.0,
     agent: Annotated[str | None, typer.Option(help="Trained RL agent for spotwise:rl.")] = None,
-    spot_prices: Annotated[Path | None, typer.Option(
-        help="Spot price series CSV (date, machine_type, region, spot_hourly): its movement "
-             "scales every spot price; default: constant catalog averages.")] = None,
-    spot_price_type: Annotated[str | None, typer.Option(
-        help="Machine type of the series to use (default: the file's first).")] = None,
-    spot_price_region: Annotated[str | None, typer.Option(
-        help="Region of the series to use (default: the file's first).")] = None,
-    spot_price_speedup: Annotated[float, typer.Option(
-        help="Replay the price series this many times faster than real time.")] = 1.0,
-    out_dir: Annotated[Path | None, typer.Option(
-        "--out", help="Write summary.json, timeseries.csv and PNG plots here.")] = None,
+    spot_prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Spot price series CSV (date, machine_type, region, spot_hourly): its movement "
+            "scales every spot price; default: constant catalog averages."
+        ),
+    ] = None,
+    spot_price_type: Annotated[
+        str | None,
+        typer.Option(help="Machine type of the series to use (default: the file's first)."),
+    ] = None,
+    spot_price_region: Annotated[
+        str | None, typer.Option(help="Region of the series to use (default: the file's first).")
+    ] = None,
+    spot_price_speedup: Annotated[
+        float, typer.Option(help="Replay the price series this many times faster than real time.")
+    ] = 1.0,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write summary.json, timeseries.csv and PNG plots here."),
+    ] = None,
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
 ) -> None:
     """Replay traces against simulated strategies and compare cost, SLO and churn."""
@@ -317,8 +405,12 @@ def simulate(
     prices = None
     if spot_prices is not None:
         try:
-            prices = load_spot_prices(spot_prices, machine_type=spot_price_type,
-                                      region=spot_price_region, speedup=spot_price_speedup)
+            prices = load_spot_prices(
+                spot_prices,
+                machine_type=spot_price_type,
+                region=spot_price_region,
+                speedup=spot_price_speedup,
+            )
         except PriceSeriesError as e:
             fail(str(e))
 
@@ -328,17 +420,31 @@ def simulate(
     except DecisionError as e:
         fail(f"{policy_file}: {e}")
     arrivals = _trace_arrivals(setup, trace, weight, peak_rps, step_seconds, days, seed)
-    names = ([s.strip() for s in strategies.split(",") if s.strip()] if strategies
-             else default_strategies(policy.spec.optimizer.engine))
-    _simulate(policy, arrivals, names, seed=seed, interruption_scale=interruption_scale,
-              step_seconds=step_seconds, out_dir=out_dir, output=output, agent=agent,
-              title=f"{policy_file.name} on {', '.join(trace)}", spot_prices=prices)
+    names = (
+        [s.strip() for s in strategies.split(",") if s.strip()]
+        if strategies
+        else default_strategies(policy.spec.optimizer.engine)
+    )
+    _simulate(
+        policy,
+        arrivals,
+        names,
+        seed=seed,
+        interruption_scale=interruption_scale,
+        step_seconds=step_seconds,
+        out_dir=out_dir,
+        output=output,
+        agent=agent,
+        title=f"{policy_file.name} on {', '.join(trace)}",
+        spot_prices=prices,
+    )
 
 
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the report goes.")] = Path(
-        "spotwise-report"),
+        "spotwise-report"
+    ),
     seed: Annotated[int, typer.Option(help="Seed for interruptions and engines.")] = 7,
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
 ) -> None:
@@ -347,27 +453,38 @@ def demo(
     from spotwise.sim.demo import DEMO, demo_arrivals, demo_policy
 
     policy = demo_policy()
-    err.print(f"[bold]Spotwise demo[/]: policy {policy.metadata.name} "
-              f"({len(policy.spec.workloads)} workloads), trace {DEMO.trace} "
-              f"({DEMO.days:g} days, peak {DEMO.peak_rps:g} rps), spot interruptions "
-              f"×{DEMO.interruption_scale:g}, seed {seed}")
-    _simulate(policy, demo_arrivals(), list(DEMO.strategies), seed=seed,
-              interruption_scale=DEMO.interruption_scale, step_seconds=DEMO.step_seconds,
-              out_dir=out_dir, output=output, agent=None, title=DEMO.title)
+    err.print(
+        f"[bold]Spotwise demo[/]: policy {policy.metadata.name} "
+        f"({len(policy.spec.workloads)} workloads), trace {DEMO.trace} "
+        f"({DEMO.days:g} days, peak {DEMO.peak_rps:g} rps), spot interruptions "
+        f"×{DEMO.interruption_scale:g}, seed {seed}"
+    )
+    _simulate(
+        policy,
+        demo_arrivals(),
+        list(DEMO.strategies),
+        seed=seed,
+        interruption_scale=DEMO.interruption_scale,
+        step_seconds=DEMO.step_seconds,
+        out_dir=out_dir,
+        output=output,
+        agent=None,
+        title=DEMO.title,
+    )
 
 
 @bench_app.command("optimizer")
 def bench_optimizer(
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.json,
-    exact_time_limit: Annotated[float, typer.Option(
-        help="Seconds the exact engine may take to prove an optimum.")] = 60.0,
+    exact_time_limit: Annotated[
+        float, typer.Option(help="Seconds the exact engine may take to prove an optimum.")
+    ] = 60.0,
     seed: Annotated[int, typer.Option(help="Seed for the instances and the GA.")] = 0,
 ) -> None:
     """Exact vs genetic on a fixed set of instances: cost, time, gap."""
     from spotwise.benchmarks.optimizer import run_optimizer_benchmark
 
-    result = run_optimizer_benchmark(exact_time_limit=exact_time_limit, seed=seed,
-                                     console=err)
+    result = run_optimizer_benchmark(exact_time_limit=exact_time_limit, seed=seed, console=err)
     if output is Output.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -376,28 +493,39 @@ def bench_optimizer(
 
 @bench_app.command("savings")
 def bench_savings(
-    data: Annotated[Path, typer.Option(help="Folder with worldcup98-requests-per-minute.csv.")]
-    = Path("../shared/data"),
+    data: Annotated[
+        Path, typer.Option(help="Folder with worldcup98-requests-per-minute.csv.")
+    ] = Path("../shared/data"),
     seeds: Annotated[str, typer.Option(help="Comma-separated interruption seeds.")] = "1,2,3",
     days: Annotated[float, typer.Option(help="Days per trace.")] = 2.0,
-    interruption_scale: Annotated[float, typer.Option(
-        help="Multiply every pool's spot interruption rate.")] = 100.0,
+    interruption_scale: Annotated[
+        float, typer.Option(help="Multiply every pool's spot interruption rate.")
+    ] = 100.0,
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.json,
 ) -> None:
     """Every strategy on held-out traces, several interruption seeds: cost, SLO, targets."""
     from spotwise.benchmarks.savings import SavingsSettings, run_savings_benchmark
 
-    settings = SavingsSettings(days=days, interruption_scale=interruption_scale,
-                               seeds=tuple(int(x) for x in seeds.split(",") if x.strip()))
+    settings = SavingsSettings(
+        days=days,
+        interruption_scale=interruption_scale,
+        seeds=tuple(int(x) for x in seeds.split(",") if x.strip()),
+    )
     with native_stdout_to_stderr():
-        result = run_savings_benchmark(data_dir=data if data.exists() else None,
-                                       settings=settings, console=err)
+        result = run_savings_benchmark(
+            data_dir=data if data.exists() else None, settings=settings, console=err
+        )
     if output is Output.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
-        out.print_json(json.dumps({"aggregate": result["aggregate"],
-                                   "targets": {k: v for k, v in result["targets"].items()
-                                               if k != "perRun"}}))
+        out.print_json(
+            json.dumps(
+                {
+                    "aggregate": result["aggregate"],
+                    "targets": {k: v for k, v in result["targets"].items() if k != "perRun"},
+                }
+            )
+        )
 
 
 def main() -> None:

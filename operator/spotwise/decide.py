@@ -164,8 +164,10 @@ def engine_for(spec: ScalingPolicySpec, name: str | None = None) -> Engine:
     """The engine the policy asks for (or `name`), with the policy's settings."""
     opt = spec.optimizer
     name = name or opt.engine
-    options: dict[str, object] = {"time_budget_seconds": opt.time_budget_seconds,
-                                  "churn_weight": CHURN_WEIGHT_HOURS}
+    options: dict[str, object] = {
+        "time_budget_seconds": opt.time_budget_seconds,
+        "churn_weight": CHURN_WEIGHT_HOURS,
+    }
     if name in ("genetic", "hybrid"):
         options.update(
             population=opt.genetic.population,
@@ -182,7 +184,8 @@ def engine_for(spec: ScalingPolicySpec, name: str | None = None) -> Engine:
         raise DecisionError(
             f"engine {name!r} is not available in this version (available: "
             f"{', '.join(n for n in engine_names())})"
-            + ("; it is planned" if name in planned else "")) from None
+            + ("; it is planned" if name in planned else "")
+        ) from None
 
 
 def reference_cost(problem: Problem) -> float:
@@ -388,8 +391,11 @@ def decide(
         # The step limit is per tick, so it counts from the last plan: what is running lags
         # behind it while pods start, and bounds that moved with it would force a re-solve
         # every tick.
-        current = (state.last_plan.workload(ws.name).replicas if state.last_plan is not None
-                   else observed[ws.name].current_replicas)
+        current = (
+            state.last_plan.workload(ws.name).replicas
+            if state.last_plan is not None
+            else observed[ws.name].current_replicas
+        )
         # No scale-down below what the SLO needed at any time in the window.
         lo = max(lo, min(floor[ws.name], hi))
         if current is not None:

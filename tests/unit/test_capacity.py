@@ -97,8 +97,11 @@ def test_throughput_rises_to_the_peak_then_falls(usl):
     peak = peak_concurrency(usl)
     below = peak * np.array([0.05, 0.2, 0.5, 0.8, 0.95])
     above = peak * np.array([1.05, 1.5, 3.0, 10.0, 50.0])
-    x_below, x_peak, x_above = throughput(usl, below), float(throughput(usl, peak)), \
-        throughput(usl, above)
+    x_below, x_peak, x_above = (
+        throughput(usl, below),
+        float(throughput(usl, peak)),
+        throughput(usl, above),
+    )
     assert np.all(np.diff(x_below) > 0), x_below
     assert np.all(np.diff(x_above) < 0), x_above
     assert np.all(x_below < x_peak)

@@ -99,8 +99,14 @@ def test_validate_as_a_real_process():
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     proc = subprocess.run(
         [sys.executable, "-m", "spotwise", "validate", "-f", "policies/web.yaml"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
-        stdin=subprocess.DEVNULL, check=False)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "valid ScalingPolicy web" in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -117,7 +123,8 @@ def test_validate_unknown_field(runner, tmp_path):
     data["spec"]["workloads"][0]["replicaz"] = 3
     path = write(tmp_path, data)
     assert problems(run(runner, "validate", "-f", path), path) == [
-        "spec.workloads[0].replicaz: unknown field"]
+        "spec.workloads[0].replicaz: unknown field"
+    ]
 
 
 def test_validate_negative_price(runner, tmp_path):
@@ -146,8 +153,11 @@ def test_validate_lists_every_problem_one_per_line(runner, tmp_path):
     lines = problems(run(runner, "validate", "-f", path), path)
     assert len(lines) == 3, lines
     paths = sorted(line.split(": ", 1)[0] for line in lines)
-    assert paths == ["spec.objective.maxHourlyCost", "spec.workloads[0].bogus",
-                     "spec.workloads[0].replicas.min"]
+    assert paths == [
+        "spec.objective.maxHourlyCost",
+        "spec.workloads[0].bogus",
+        "spec.workloads[0].replicas.min",
+    ]
 
 
 def test_validate_empty_file(runner, tmp_path):
@@ -182,8 +192,10 @@ def test_validate_instance_types_naming_nothing_valid(runner, tmp_path):
 def test_validate_custom_only_catalog_naming_no_custom_type(runner, tmp_path):
     data = web_data()
     data["spec"]["nodes"]["catalog"] = {
-        "builtin": None, "instanceTypes": ["m6i.large"],
-        "custom": [{"name": "own.large", "vcpu": 2, "memoryGiB": 8, "onDemandPrice": 0.1}]}
+        "builtin": None,
+        "instanceTypes": ["m6i.large"],
+        "custom": [{"name": "own.large", "vcpu": 2, "memoryGiB": 8, "onDemandPrice": 0.1}],
+    }
     path = write(tmp_path, data)
     (line,) = problems(run(runner, "validate", "-f", path), path)
     assert line.startswith("spec.nodes.catalog.instanceTypes[0]: ")
@@ -194,8 +206,17 @@ def test_validate_custom_only_catalog_is_valid(runner, tmp_path):
     data = web_data()
     data["spec"]["nodes"]["catalog"] = {
         "builtin": None,
-        "custom": [{"name": "own.large", "vcpu": 2, "memoryGiB": 8, "onDemandPrice": 0.1,
-                    "spotPrice": 0.03, "interruptionBucket": 1}]}
+        "custom": [
+            {
+                "name": "own.large",
+                "vcpu": 2,
+                "memoryGiB": 8,
+                "onDemandPrice": 0.1,
+                "spotPrice": 0.03,
+                "interruptionBucket": 1,
+            }
+        ],
+    }
     result = run(runner, "validate", "-f", write(tmp_path, data))
     assert result.exit_code == 0, result.output
 
@@ -226,8 +247,14 @@ def test_validate_verdict_is_one_line_when_piped(tmp_path):
     path.write_text((ROOT / "policies" / "shop-knative.yaml").read_text())
     proc = subprocess.run(
         [sys.executable, "-m", "spotwise", "validate", "-f", str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
-        stdin=subprocess.DEVNULL, check=False)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("\n") == 1, proc.stdout
 
@@ -246,8 +273,18 @@ def test_crds_matches_the_generated_manifest(runner):
 
 # -- recommend -----------------------------------------------------------------------------
 
-TOP_KEYS = {"engine", "feasible", "overBudget", "hourlyCost", "onDemandHourlyCost",
-            "savingsRatio", "solveSeconds", "workloads", "nodes", "risk"}
+TOP_KEYS = {
+    "engine",
+    "feasible",
+    "overBudget",
+    "hourlyCost",
+    "onDemandHourlyCost",
+    "savingsRatio",
+    "solveSeconds",
+    "workloads",
+    "nodes",
+    "risk",
+}
 WORKLOAD_KEYS = {"name", "replicas", "concurrency", "predictedP95Ms"}
 NODE_KEYS = {"instanceType", "capacityType", "count"}
 
@@ -259,8 +296,19 @@ def test_recommend_json_shape(runner, tmp_path, path, engine):
     data = yaml.safe_load(path.read_text())
     data["spec"].setdefault("optimizer", {})["timeBudgetSeconds"] = 60
     path = write(tmp_path, data, path.name)
-    result = run(runner, "recommend", "-f", path, *demands_for(path), "--engine", engine,
-                 "--seed", "3", "-o", "json")
+    result = run(
+        runner,
+        "recommend",
+        "-f",
+        path,
+        *demands_for(path),
+        "--engine",
+        engine,
+        "--seed",
+        "3",
+        "-o",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)  # exactly one JSON document, nothing else on stdout
     assert isinstance(out, dict)
@@ -303,8 +351,9 @@ def test_recommend_table(runner):
 
 
 def test_recommend_unknown_workload(runner):
-    result = run(runner, "recommend", "-f", WEB, "--demand", "web=10", "--demand",
-                 "ghost=5", "-o", "json")
+    result = run(
+        runner, "recommend", "-f", WEB, "--demand", "web=10", "--demand", "ghost=5", "-o", "json"
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.stdout == ""
@@ -321,8 +370,7 @@ def test_recommend_missing_demand(runner):
     assert "checkout" in line and "catalog" in line
 
 
-@pytest.mark.parametrize("bad", ["web", "=5", "web=abc", "web=-1", "web=nan", "web=inf",
-                                 "web="])
+@pytest.mark.parametrize("bad", ["web", "=5", "web=abc", "web=-1", "web=nan", "web=inf", "web="])
 def test_recommend_malformed_demand_is_a_usage_error(runner, bad):
     result = run(runner, "recommend", "-f", WEB, "--demand", bad)
     assert result.exit_code == 2, result.output

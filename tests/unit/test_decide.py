@@ -48,23 +48,40 @@ def small_policy(**spec: Any) -> dict[str, Any]:
         "spec": {
             "mode": "Active",
             "intervalSeconds": 60,
-            "workloads": [{
-                "name": "api",
-                "targetRef": {"kind": "Deployment", "name": "api"},
-                "slo": {"latencyP95Ms": 200},
-                "replicas": {"min": 1, "max": 60},
-                "concurrency": {"min": 1, "max": 64},
-                "capacity": {"serviceRateRps": 25, "contention": 0.03, "coherency": 0.0005},
-                "resources": {"cpu": "500m", "memory": "512Mi"},
-            }],
+            "workloads": [
+                {
+                    "name": "api",
+                    "targetRef": {"kind": "Deployment", "name": "api"},
+                    "slo": {"latencyP95Ms": 200},
+                    "replicas": {"min": 1, "max": 60},
+                    "concurrency": {"min": 1, "max": 64},
+                    "capacity": {"serviceRateRps": 25, "contention": 0.03, "coherency": 0.0005},
+                    "resources": {"cpu": "500m", "memory": "512Mi"},
+                }
+            ],
             "nodes": {
                 "provider": "none",
-                "catalog": {"builtin": None, "custom": [
-                    {"name": "cheap.large", "vcpu": 2, "memoryGiB": 8, "onDemandPrice": 0.10,
-                     "spotPrice": 0.02, "interruptionBucket": 0},
-                    {"name": "dear.large", "vcpu": 2, "memoryGiB": 8, "onDemandPrice": 0.12,
-                     "spotPrice": 0.06, "interruptionBucket": 0},
-                ]},
+                "catalog": {
+                    "builtin": None,
+                    "custom": [
+                        {
+                            "name": "cheap.large",
+                            "vcpu": 2,
+                            "memoryGiB": 8,
+                            "onDemandPrice": 0.10,
+                            "spotPrice": 0.02,
+                            "interruptionBucket": 0,
+                        },
+                        {
+                            "name": "dear.large",
+                            "vcpu": 2,
+                            "memoryGiB": 8,
+                            "onDemandPrice": 0.12,
+                            "spotPrice": 0.06,
+                            "interruptionBucket": 0,
+                        },
+                    ],
+                },
                 "onDemand": {"minShare": 0, "minNodes": 0},
                 "spot": {"maxShare": 1, "maxPoolShare": 1},
                 "survivePoolLoss": False,
@@ -97,15 +114,20 @@ def web_spec(engine: str = "exact") -> ScalingPolicySpec:
     return spec_of(policy_data(ROOT / "policies" / "web.yaml", engine))
 
 
-def observe(at: float, rates: dict[str, float], current: dict[str, int] | None = None,
-            **kw: Any) -> Observation:
+def observe(
+    at: float, rates: dict[str, float], current: dict[str, int] | None = None, **kw: Any
+) -> Observation:
     """A flat request-rate history (so the forecast is the rate itself) at time `at`."""
     current = current or {}
     return Observation(
-        at=at, step_seconds=STEP,
-        workloads=tuple(WorkloadObservation(name, (rate,) * 12, current.get(name))
-                        for name, rate in rates.items()),
-        **kw)
+        at=at,
+        step_seconds=STEP,
+        workloads=tuple(
+            WorkloadObservation(name, (rate,) * 12, current.get(name))
+            for name, rate in rates.items()
+        ),
+        **kw,
+    )
 
 
 def condition(decision: Decision, kind: str) -> tuple[str, str]:
@@ -154,12 +176,15 @@ def test_compile_problem_maps_the_policy():
     (w,) = problem.workloads
     assert (w.name, w.demand_rps, w.slo_p95_ms) == ("api", 120.0, 200.0)
     assert w.usl == Usl(25.0, 0.03, 0.0005)
-    assert (w.min_replicas, w.max_replicas, w.min_concurrency, w.max_concurrency) == \
-        (1, 60, 1, 64)
+    assert (w.min_replicas, w.max_replicas, w.min_concurrency, w.max_concurrency) == (1, 60, 1, 64)
     assert (w.pod.cpu, w.pod.memory_gib) == (0.5, 0.5)
     assert problem.constraints.headroom == pytest.approx(0.1)
     assert sorted(p.name for p in problem.pools) == [
-        "cheap.large/on-demand", "cheap.large/spot", "dear.large/on-demand", "dear.large/spot"]
+        "cheap.large/on-demand",
+        "cheap.large/spot",
+        "dear.large/on-demand",
+        "dear.large/spot",
+    ]
 
 
 def test_compile_problem_unknown_workload():
@@ -224,8 +249,12 @@ def test_spot_disabled_drops_spot_pools():
 
 
 def test_bounds_and_shunned_pools_pass_through():
-    problem = compile_problem(small_spec(), {"api": 10.0}, bounds={"api": (3, 7)},
-                              shunned=frozenset({"cheap.large/spot", "not-a-pool"}))
+    problem = compile_problem(
+        small_spec(),
+        {"api": 10.0},
+        bounds={"api": (3, 7)},
+        shunned=frozenset({"cheap.large/spot", "not-a-pool"}),
+    )
     w = problem.workloads[0]
     assert (w.min_replicas, w.max_replicas) == (3, 7)
     assert problem.shunned_pools == frozenset({"cheap.large/spot"})
@@ -240,8 +269,9 @@ def test_bounds_and_shunned_pools_pass_through():
 def test_recommend_on_every_policy(path, scale, engine):
     spec = load_policy_file(path).spec
     # a time budget that never binds: the answer depends on the seed, not the machine
-    spec = spec.model_copy(update={"optimizer": spec.optimizer.model_copy(
-        update={"time_budget_seconds": 60.0})})
+    spec = spec.model_copy(
+        update={"optimizer": spec.optimizer.model_copy(update={"time_budget_seconds": 60.0})}
+    )
     demands = modest_demands(spec, scale)
     rec = recommend(spec, demands, engine=engine, seed=1)
     plan = rec.plan
@@ -311,8 +341,12 @@ def test_missing_metrics_hold_the_last_plan(how):
     busy = decide(spec, observe(0, {"api": 2000.0}))
     assert busy.plan is not None
     if how == "unavailable":
-        obs = observe(60, {"api": 1.0}, metrics_available=False,
-                      metrics_message="prometheus: connection refused")
+        obs = observe(
+            60,
+            {"api": 1.0},
+            metrics_available=False,
+            metrics_message="prometheus: connection refused",
+        )
     elif how == "nan-rates":
         obs = observe(60, {"api": math.nan})
     else:
@@ -340,8 +374,11 @@ def test_missing_metrics_before_any_plan():
 
 def test_partial_nan_history_still_decides():
     spec = small_spec()
-    obs = Observation(at=0, step_seconds=STEP, workloads=(
-        WorkloadObservation("api", (300.0, math.nan, 300.0, 300.0)),))
+    obs = Observation(
+        at=0,
+        step_seconds=STEP,
+        workloads=(WorkloadObservation("api", (300.0, math.nan, 300.0, 300.0)),),
+    )
     d = decide(spec, obs)
     assert not d.held and d.plan is not None and d.plan.feasible
 
@@ -418,8 +455,7 @@ def test_scale_down_happens_eventually_after_the_window():
     spike_need = least_need(spec, {"api": SPIKE}, "api")
     ticks = tuple(range(120, LAST_SPIKE + 2 * WINDOW + 120, 60))
     last = spike_then_calm(spec, ticks)[-1]
-    assert least_need(spec, {"api": CALM}, "api") <= last.plan.workload("api").replicas \
-        < spike_need
+    assert least_need(spec, {"api": CALM}, "api") <= last.plan.workload("api").replicas < spike_need
 
 
 def test_scale_down_happens_right_after_the_window():
@@ -448,8 +484,7 @@ def test_interrupted_pool_is_shunned_until_the_cooldown_passes():
     assert pods_in(before.plan, pool) > 0  # the cheapest pool is in use
 
     hit_at = 60.0
-    hit = decide(spec, observe(hit_at, rates, interrupted_pools=frozenset({pool})),
-                 before.state)
+    hit = decide(spec, observe(hit_at, rates, interrupted_pools=frozenset({pool})), before.state)
     assert pods_in(hit.plan, pool) == 0
     assert nodes_in(hit.plan, pool) == 0
     assert hit.plan.feasible
@@ -471,8 +506,7 @@ def test_shun_seconds_is_configurable():
     spec = small_spec(stabilization={"scaleDownSeconds": 0, "maxReplicaStep": 100})
     rates = {"api": 1000.0}
     pool = "cheap.large/spot"
-    hit = decide(spec, observe(0, rates, interrupted_pools=frozenset({pool})),
-                 shun_seconds=30)
+    hit = decide(spec, observe(0, rates, interrupted_pools=frozenset({pool})), shun_seconds=30)
     assert pods_in(hit.plan, pool) == 0
     assert dict(hit.state.shunned_until) == {pool: 30}
     after = decide(spec, observe(61, rates), hit.state, shun_seconds=30)
@@ -482,8 +516,9 @@ def test_shun_seconds_is_configurable():
 
 def test_interruption_is_recorded_while_paused():
     pool = "cheap.large/spot"
-    paused = decide(small_spec(mode="Paused"),
-                    observe(0, {"api": 1000.0}, interrupted_pools=frozenset({pool})))
+    paused = decide(
+        small_spec(mode="Paused"), observe(0, {"api": 1000.0}, interrupted_pools=frozenset({pool}))
+    )
     assert "SpotInterruption" in [e.reason for e in paused.events]
     resumed = decide(small_spec(), observe(60, {"api": 1000.0}), paused.state)
     assert pods_in(resumed.plan, pool) == 0
@@ -493,11 +528,11 @@ def test_interrupted_pool_gets_no_pods_in_web_policy():
     spec = web_spec()
     rates = {"web": 1500.0}
     before = decide(spec, observe(0, rates, {"web": 10}))
-    spot_pools = sorted({n.pool for n in before.plan.nodes
-                         if n.capacity_type is CapacityType.SPOT})
+    spot_pools = sorted({n.pool for n in before.plan.nodes if n.capacity_type is CapacityType.SPOT})
     assert spot_pools
-    hit = decide(spec, observe(60, rates, {"web": 10}, interrupted_pools=frozenset(spot_pools)),
-                 before.state)
+    hit = decide(
+        spec, observe(60, rates, {"web": 10}, interrupted_pools=frozenset(spot_pools)), before.state
+    )
     for pool in spot_pools:
         assert pods_in(hit.plan, pool) == 0 and nodes_in(hit.plan, pool) == 0
     assert hit.plan.feasible, hit.plan.reasons
@@ -530,8 +565,7 @@ def test_budget_makes_the_plan_avoid_dearer_pools():
     # interrupting the cheap spot pool leaves only dearer ones; with a budget that the
     # dearer spot pool still meets, the plan stays within it
     spec = small_spec(objective={"headroom": 0.1, "maxHourlyCost": 0.2})
-    d = decide(spec, observe(0, {"api": 1000.0},
-                             interrupted_pools=frozenset({"cheap.large/spot"})))
+    d = decide(spec, observe(0, {"api": 1000.0}, interrupted_pools=frozenset({"cheap.large/spot"})))
     assert not d.plan.over_budget and d.plan.hourly_cost <= 0.2
 
 
@@ -557,8 +591,9 @@ def test_engine_override_is_used():
 
 def surge_decision(interrupted: frozenset[str] = frozenset()) -> tuple[Decision, Any]:
     spec = web_spec("exact")
-    return decide(spec, observe(0, {"web": 8000.0}, {"web": 2},
-                                interrupted_pools=interrupted)), spec
+    return decide(
+        spec, observe(0, {"web": 8000.0}, {"web": 2}, interrupted_pools=interrupted)
+    ), spec
 
 
 def test_step_limited_surge_keeps_the_node_rules():
@@ -588,6 +623,12 @@ def test_kept_plan_predicts_latency_for_the_current_demand():
     busy = decide(spec, observe(0, {"api": 1000.0}))
     calmer = decide(spec, observe(60, {"api": 600.0}), busy.state)
     w = calmer.plan.workload("api")
-    expected = float(p95_ms(Usl(25.0, 0.03, 0.0005), replicas=w.replicas,
-                            concurrency=w.concurrency, load_rps=600.0 * 1.1))
+    expected = float(
+        p95_ms(
+            Usl(25.0, 0.03, 0.0005),
+            replicas=w.replicas,
+            concurrency=w.concurrency,
+            load_rps=600.0 * 1.1,
+        )
+    )
     assert w.predicted_p95_ms == pytest.approx(expected)

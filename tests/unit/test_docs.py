@@ -52,8 +52,13 @@ def test_policy_reference_is_generated_from_the_models():
 
 def test_policy_reference_covers_spec_and_status():
     text = policy_reference_markdown()
-    for section in ("## ScalingPolicySpec", "## WorkloadSpec", "## NodesSpec",
-                    "## ScalingPolicyStatus", "## PlanStatus"):
+    for section in (
+        "## ScalingPolicySpec",
+        "## WorkloadSpec",
+        "## NodesSpec",
+        "## ScalingPolicyStatus",
+        "## PlanStatus",
+    ):
         assert section in text
     # camelCase wire names, not Python attribute names
     assert "`intervalSeconds`" in text and "interval_seconds" not in text
@@ -72,8 +77,11 @@ def test_relative_links_point_to_existing_files(page: Path):
             shown = dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest
             broken.append(f"{target}: {shown} does not exist")
             continue
-        if fragment and dest.suffix == ".md" and fragment not in _anchors(
-                dest.read_text(encoding="utf-8")):
+        if (
+            fragment
+            and dest.suffix == ".md"
+            and fragment not in _anchors(dest.read_text(encoding="utf-8"))
+        ):
             broken.append(f"{target}: no heading #{fragment} in {dest.name}")
     assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
 

@@ -44,11 +44,16 @@ def instance_types(draw: st.DrawFn) -> tuple[InstanceType, ...]:
         memory = vcpu * draw(st.sampled_from((2, 4, 8)))
         od = round(vcpu * draw(st.floats(0.02, 0.06)), 4)
         spot = draw(st.one_of(st.none(), st.floats(0.2, 0.8)))
-        out.append(InstanceType(
-            f"t{i}.x{vcpu}", vcpu, memory, od,
-            spot_price=None if spot is None else round(od * spot, 5),
-            interruption_bucket=draw(st.one_of(st.none(), st.integers(0, 4))),
-        ))
+        out.append(
+            InstanceType(
+                f"t{i}.x{vcpu}",
+                vcpu,
+                memory,
+                od,
+                spot_price=None if spot is None else round(od * spot, 5),
+                interruption_bucket=draw(st.one_of(st.none(), st.integers(0, 4))),
+            )
+        )
     return tuple(out)
 
 
@@ -59,19 +64,26 @@ def workloads(draw: st.DrawFn) -> tuple[Workload, ...]:
     for i in range(n):
         lo = draw(st.integers(1, 3))
         c_lo = draw(st.sampled_from((1, 1, 2, 4)))
-        out.append(Workload(
-            name=f"w{i}",
-            demand_rps=draw(st.one_of(st.just(0.0), st.floats(0.5, 2000.0))),
-            slo_p95_ms=draw(st.floats(100.0, 1000.0)),
-            usl=Usl(draw(st.floats(10.0, 200.0)), draw(st.floats(0.0, 0.1)),
-                    draw(st.floats(0.0, 0.003))),
-            pod=Resources(draw(st.sampled_from((0.25, 0.5, 1.0, 2.0))),
-                          draw(st.sampled_from((0.25, 0.5, 1.0, 2.0, 4.0)))),
-            min_replicas=lo,
-            max_replicas=lo + draw(st.sampled_from((0, 3, 20, 100, 400))),
-            min_concurrency=c_lo,
-            max_concurrency=max(c_lo, draw(st.sampled_from((1, 8, 64, 256)))),
-        ))
+        out.append(
+            Workload(
+                name=f"w{i}",
+                demand_rps=draw(st.one_of(st.just(0.0), st.floats(0.5, 2000.0))),
+                slo_p95_ms=draw(st.floats(100.0, 1000.0)),
+                usl=Usl(
+                    draw(st.floats(10.0, 200.0)),
+                    draw(st.floats(0.0, 0.1)),
+                    draw(st.floats(0.0, 0.003)),
+                ),
+                pod=Resources(
+                    draw(st.sampled_from((0.25, 0.5, 1.0, 2.0))),
+                    draw(st.sampled_from((0.25, 0.5, 1.0, 2.0, 4.0))),
+                ),
+                min_replicas=lo,
+                max_replicas=lo + draw(st.sampled_from((0, 3, 20, 100, 400))),
+                min_concurrency=c_lo,
+                max_concurrency=max(c_lo, draw(st.sampled_from((1, 8, 64, 256)))),
+            )
+        )
     return tuple(out)
 
 
@@ -123,15 +135,22 @@ def within_rules(plan: Plan) -> bool:
     return plan.feasible and not plan.over_budget
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(problem=problems())
 def test_plans_respect_every_rule(problem: Problem) -> None:
     exact = ExactEngine(time_budget_seconds=EXACT_BUDGET).solve(problem)
     genetic = GeneticEngine().solve(problem, seed=0)
     for plan in (exact, genetic):
-        event(f"{plan.engine}: " + ("over budget" if plan.over_budget else "within budget")
-              + (", feasible" if plan.feasible else ", infeasible"))
+        event(
+            f"{plan.engine}: "
+            + ("over budget" if plan.over_budget else "within budget")
+            + (", feasible" if plan.feasible else ", infeasible")
+        )
     assert_consistent(problem, exact)
     assert_consistent(problem, genetic)
     if proven(exact) and within_rules(exact) and within_rules(genetic):

@@ -42,18 +42,32 @@ CATALOG = Catalog("test", (A, B))
 POD = Resources(cpu=0.5, memory_gib=0.5)
 # 100 rps at up to 8 in flight: 10 replicas are far inside a 500 ms SLO, and so are
 # 5 (what is left after losing half of them); 0 replicas are not.
-WEB = Workload("web", demand_rps=100.0, slo_p95_ms=500.0, usl=Usl(50.0, 0.05, 0.001),
-               pod=POD, min_replicas=1, max_replicas=20)
+WEB = Workload(
+    "web",
+    demand_rps=100.0,
+    slo_p95_ms=500.0,
+    usl=Usl(50.0, 0.05, 0.001),
+    pod=POD,
+    min_replicas=1,
+    max_replicas=20,
+)
 
 
 def problem(**constraints: object) -> Problem:
-    return Problem(workloads=(WEB,), pools=pools_for(CATALOG),
-                   constraints=Constraints(**constraints))  # type: ignore[arg-type]
+    return Problem(
+        workloads=(WEB,), pools=pools_for(CATALOG), constraints=Constraints(**constraints)
+    )  # type: ignore[arg-type]
 
 
-def make_plan(prob: Problem, pods: dict[str, int], nodes: dict[str, int] | None = None,
-              *, concurrency: int = 8, replicas: int | None = None,
-              cost: float | None = None) -> Plan:
+def make_plan(
+    prob: Problem,
+    pods: dict[str, int],
+    nodes: dict[str, int] | None = None,
+    *,
+    concurrency: int = 8,
+    replicas: int | None = None,
+    cost: float | None = None,
+) -> Plan:
     """A plan for WEB with `pods` per pool name; nodes default to what the pods need,
     the cost to what those nodes cost."""
     ppn = 3
@@ -62,15 +76,26 @@ def make_plan(prob: Problem, pods: dict[str, int], nodes: dict[str, int] | None 
     prices = {p.name: p.hourly_price for p in prob.pools}
     node_counts = tuple(
         NodeCount(name.split("/")[0], CapacityType(name.split("/")[1]), n)
-        for name, n in nodes.items() if n > 0
+        for name, n in nodes.items()
+        if n > 0
     )
     total = sum(pods.values())
     return Plan(
-        engine="hand", feasible=True, over_budget=False,
+        engine="hand",
+        feasible=True,
+        over_budget=False,
         hourly_cost=cost if cost is not None else sum(prices[k] * n for k, n in nodes.items()),
-        workloads=(WorkloadPlan("web", total if replicas is None else replicas, concurrency,
-                                0.0, tuple((k, n) for k, n in pods.items() if n > 0)),),
-        nodes=node_counts, capacity_after_worst_pool_loss=1.0,
+        workloads=(
+            WorkloadPlan(
+                "web",
+                total if replicas is None else replicas,
+                concurrency,
+                0.0,
+                tuple((k, n) for k, n in pods.items() if n > 0),
+            ),
+        ),
+        nodes=node_counts,
+        capacity_after_worst_pool_loss=1.0,
     )
 
 
@@ -109,8 +134,11 @@ def test_unknown_engine_lists_the_known_ones():
 # -- concurrency grid ---------------------------------------------------------------------
 
 
-@given(lo=st.integers(1, 300), span=st.integers(0, 800),
-       peak=st.one_of(st.just(float("inf")), st.floats(0.5, 2000.0)))
+@given(
+    lo=st.integers(1, 300),
+    span=st.integers(0, 800),
+    peak=st.one_of(st.just(float("inf")), st.floats(0.5, 2000.0)),
+)
 def test_concurrency_grid_properties(lo, span, peak):
     hi = lo + span
     grid = concurrency_grid(lo, hi, peak)
@@ -148,8 +176,12 @@ def test_valid_hand_plan_passes():
 
 
 def test_engine_plans_pass_the_check():
-    prob = problem(on_demand_min_share=0.3, on_demand_min_nodes=1, spot_max_pool_share=0.5,
-                   survive_pool_loss=True)
+    prob = problem(
+        on_demand_min_share=0.3,
+        on_demand_min_nodes=1,
+        spot_max_pool_share=0.5,
+        survive_pool_loss=True,
+    )
     for engine in (ExactEngine(), GeneticEngine()):
         plan = engine.solve(prob, seed=1)
         assert plan.feasible and not plan.over_budget
@@ -225,8 +257,7 @@ def test_min_on_demand_nodes():
     plan = make_plan(prob, {"a.large/spot": 10})
     only(check_plan(prob, plan), "0 on-demand nodes, under the minimum of 1")
     # An empty on-demand node counts: the rule is about nodes, not pods.
-    fixed = make_plan(prob, {"a.large/spot": 10},
-                      nodes={"a.large/spot": 4, "a.large/on-demand": 1})
+    fixed = make_plan(prob, {"a.large/spot": 10}, nodes={"a.large/spot": 4, "a.large/on-demand": 1})
     assert check_plan(prob, fixed) == []
 
 
@@ -285,12 +316,22 @@ def test_missing_workload():
     min_replicas=st.integers(1, 10),
     extra=st.integers(0, 200),
 )
-def test_tables_need_covers_survive_and_min_replicas(lam, sigma, kappa, demand, slo, headroom,
-                                                     min_replicas, extra):
-    w = Workload("w", demand, slo, Usl(lam, sigma, kappa), POD, min_replicas=min_replicas,
-                 max_replicas=min_replicas + extra, max_concurrency=128)
-    tables = build_tables(Problem((w,), pools_for(CATALOG),
-                                  Constraints(headroom=headroom, survive_pool_loss=True)))
+def test_tables_need_covers_survive_and_min_replicas(
+    lam, sigma, kappa, demand, slo, headroom, min_replicas, extra
+):
+    w = Workload(
+        "w",
+        demand,
+        slo,
+        Usl(lam, sigma, kappa),
+        POD,
+        min_replicas=min_replicas,
+        max_replicas=min_replicas + extra,
+        max_concurrency=128,
+    )
+    tables = build_tables(
+        Problem((w,), pools_for(CATALOG), Constraints(headroom=headroom, survive_pool_loss=True))
+    )
     need, survive = tables.need[0], tables.survive[0]
     assert need.shape == survive.shape == tables.grids[0].shape
     met = need >= 0
@@ -311,12 +352,20 @@ def test_tables_zero_demand_needs_min_replicas():
 def test_tables_pods_per_node_and_usable():
     big = Resources(cpu=4.0, memory_gib=1.0)  # fits on no 2-vCPU type
     ws = (WEB, replace(WEB, name="big", pod=big))
-    prob = Problem(ws, pools_for(CATALOG), Constraints(spot_max_share=0.0),
-                   shunned_pools=frozenset({"b.large/on-demand"}))
+    prob = Problem(
+        ws,
+        pools_for(CATALOG),
+        Constraints(spot_max_share=0.0),
+        shunned_pools=frozenset({"b.large/on-demand"}),
+    )
     tables = build_tables(prob)
     assert tables.ppn.tolist() == [[3, 3, 3, 3], [0, 0, 0, 0]]
     names = [p.name for p in prob.pools]
     usable = {n: bool(u) for n, u in zip(names, tables.usable[0], strict=True)}
-    assert usable == {"a.large/on-demand": True, "a.large/spot": False,
-                      "b.large/on-demand": False, "b.large/spot": False}
+    assert usable == {
+        "a.large/on-demand": True,
+        "a.large/spot": False,
+        "b.large/on-demand": False,
+        "b.large/spot": False,
+    }
     assert not tables.usable[1].any()

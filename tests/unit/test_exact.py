@@ -34,13 +34,23 @@ POD = Resources(cpu=1.0, memory_gib=1.0)
 # Concurrency fixed at 1 and no contention: each replica is an M/M/1 queue with service
 # rate 10/s, mean response 1/(10 - a) at a rps, p95 = 2x that. A 1000 ms SLO needs
 # a <= 8 rps per replica: 79 rps needs 10 replicas (79/9 = 8.8 rps is too much).
-WEB = Workload("web", demand_rps=79.0, slo_p95_ms=1000.0, usl=Usl(10.0, 0.0, 0.0), pod=POD,
-               min_replicas=1, max_replicas=50, min_concurrency=1, max_concurrency=1)
+WEB = Workload(
+    "web",
+    demand_rps=79.0,
+    slo_p95_ms=1000.0,
+    usl=Usl(10.0, 0.0, 0.0),
+    pod=POD,
+    min_replicas=1,
+    max_replicas=50,
+    min_concurrency=1,
+    max_concurrency=1,
+)
 
 
 def hand_problem(**constraints: object) -> Problem:
-    return Problem((WEB,), pools_for(Catalog("hand", (SMALL, BIG))),
-                   Constraints(headroom=0.0, **constraints))  # type: ignore[arg-type]
+    return Problem(
+        (WEB,), pools_for(Catalog("hand", (SMALL, BIG))), Constraints(headroom=0.0, **constraints)
+    )  # type: ignore[arg-type]
 
 
 def nodes_of(plan: Plan) -> dict[str, int]:
@@ -119,10 +129,26 @@ def test_shunned_pool_is_never_used():
 
 def test_shunned_spot_pools_on_a_real_catalog():
     catalog = builtin_catalog().select(["m6i.large", "c6i.large", "m7g.large", "c7g.large"])
-    ws = (replace(WEB, name="a", demand_rps=300.0, max_concurrency=64,
-                  usl=Usl(60.0, 0.05, 0.001), slo_p95_ms=300.0, pod=Resources(0.5, 1.0)),
-          replace(WEB, name="b", demand_rps=120.0, max_concurrency=32,
-                  usl=Usl(30.0, 0.03, 0.002), slo_p95_ms=500.0, pod=Resources(0.25, 0.5)))
+    ws = (
+        replace(
+            WEB,
+            name="a",
+            demand_rps=300.0,
+            max_concurrency=64,
+            usl=Usl(60.0, 0.05, 0.001),
+            slo_p95_ms=300.0,
+            pod=Resources(0.5, 1.0),
+        ),
+        replace(
+            WEB,
+            name="b",
+            demand_rps=120.0,
+            max_concurrency=32,
+            usl=Usl(30.0, 0.03, 0.002),
+            slo_p95_ms=500.0,
+            pod=Resources(0.25, 0.5),
+        ),
+    )
     free = Problem(ws, pools_for(catalog), Constraints(spot_max_pool_share=0.5))
     first = ExactEngine().solve(free)
     used_spot = {p for p in nodes_of(first) if p.endswith("/spot")}
@@ -147,8 +173,7 @@ def _without_dominated(prob: Problem) -> tuple[Problem, list[str]]:
 def test_dominated_on_demand_pools_are_found():
     # other.large: small.large's shape at a higher price; tiny.large holds fewer pods.
     other = InstanceType("other.large", 2, 8, 0.11)
-    prob = Problem((WEB,), pools_for(Catalog("c", (SMALL, BIG, other))),
-                   Constraints(headroom=0.0))
+    prob = Problem((WEB,), pools_for(Catalog("c", (SMALL, BIG, other))), Constraints(headroom=0.0))
     reduced, dropped = _without_dominated(prob)
     assert dropped == ["other.large/on-demand"]
     assert ExactEngine().solve(prob).hourly_cost == pytest.approx(0.90)
@@ -164,18 +189,33 @@ def test_dropping_dominated_pools_keeps_the_optimum(seed):
     names = list(rng.choice(catalog.names(), size=14, replace=False))
     cat = catalog.select(names)
     ws = tuple(
-        Workload(f"w{i}", demand_rps=float(rng.uniform(20, 800)),
-                 slo_p95_ms=float(rng.uniform(200, 900)),
-                 usl=Usl(float(rng.uniform(20, 150)), float(rng.uniform(0.01, 0.1)),
-                         float(rng.uniform(1e-4, 3e-3))),
-                 pod=Resources(float(rng.choice([0.25, 0.5, 1.0])),
-                               float(rng.choice([0.25, 0.5, 1.0, 2.0]))),
-                 min_replicas=2, max_replicas=300)
+        Workload(
+            f"w{i}",
+            demand_rps=float(rng.uniform(20, 800)),
+            slo_p95_ms=float(rng.uniform(200, 900)),
+            usl=Usl(
+                float(rng.uniform(20, 150)),
+                float(rng.uniform(0.01, 0.1)),
+                float(rng.uniform(1e-4, 3e-3)),
+            ),
+            pod=Resources(
+                float(rng.choice([0.25, 0.5, 1.0])), float(rng.choice([0.25, 0.5, 1.0, 2.0]))
+            ),
+            min_replicas=2,
+            max_replicas=300,
+        )
         for i in range(2)
     )
-    prob = Problem(ws, pools_for(cat), Constraints(
-        on_demand_min_share=0.25, on_demand_min_nodes=1, spot_max_pool_share=0.5,
-        survive_pool_loss=True))
+    prob = Problem(
+        ws,
+        pools_for(cat),
+        Constraints(
+            on_demand_min_share=0.25,
+            on_demand_min_nodes=1,
+            spot_max_pool_share=0.5,
+            survive_pool_loss=True,
+        ),
+    )
     reduced, dropped = _without_dominated(prob)
     full_plan = ExactEngine().solve(prob)
     reduced_plan = ExactEngine().solve(reduced)
@@ -191,8 +231,11 @@ def test_dominated_pool_still_needed_when_the_dominator_is_capped():
     5 per pool: 5 x $0.10 + 5 x $0.11 = $1.05 is feasible (the genetic engine finds it);
     the exact engine drops other.large and reports the problem infeasible."""
     other = InstanceType("other.large", 2, 8, 0.11)
-    prob = Problem((WEB,), pools_for(Catalog("c", (SMALL, other))),
-                   Constraints(headroom=0.0, max_nodes_per_pool=5))
+    prob = Problem(
+        (WEB,),
+        pools_for(Catalog("c", (SMALL, other))),
+        Constraints(headroom=0.0, max_nodes_per_pool=5),
+    )
     plan = ExactEngine().solve(prob)
     assert check_plan(prob, plan) == []
     assert plan.feasible
@@ -203,9 +246,14 @@ def test_infeasible_rules_are_not_blamed_on_the_time_budget():
     """Bug (reported to the lead): when the rules cannot all hold the program is proven
     infeasible at once, yet the fallback plan also says "time budget reached before the
     optimum was proven", which sends users to raise a budget that would not help."""
-    spot_only = Problem((WEB,), pools_for(Catalog("hand", (
-        replace(SMALL, spot_price=0.04), replace(BIG, spot_price=0.25))), on_demand=False),
-        Constraints(headroom=0.0, on_demand_min_share=0.5))
+    spot_only = Problem(
+        (WEB,),
+        pools_for(
+            Catalog("hand", (replace(SMALL, spot_price=0.04), replace(BIG, spot_price=0.25))),
+            on_demand=False,
+        ),
+        Constraints(headroom=0.0, on_demand_min_share=0.5),
+    )
     plan = ExactEngine(time_budget_seconds=30.0).solve(spot_only)
     assert not plan.feasible
     assert any("on-demand" in r for r in plan.reasons)
@@ -222,12 +270,33 @@ def test_capped_dominator_does_not_make_a_dearer_proven_optimum():
     two = InstanceType("two.x2", 2, 4, 0.0625)
     big = InstanceType("big.x16", 16, 32, 0.5)
     idle = Usl(10.0, 0.0, 0.0)
-    ws = (Workload("w0", 0.0, 100.0, idle, Resources(0.25, 0.25), min_replicas=1,
-                   max_replicas=1, max_concurrency=1),
-          Workload("w1", 0.0, 100.0, idle, Resources(1.0, 0.25), min_replicas=3,
-                   max_replicas=3, max_concurrency=1))
-    prob = Problem(ws, pools_for(Catalog("c", (one, two, big)), spot=False),
-                   Constraints(headroom=0.0, max_nodes_per_pool=3))
+    ws = (
+        Workload(
+            "w0",
+            0.0,
+            100.0,
+            idle,
+            Resources(0.25, 0.25),
+            min_replicas=1,
+            max_replicas=1,
+            max_concurrency=1,
+        ),
+        Workload(
+            "w1",
+            0.0,
+            100.0,
+            idle,
+            Resources(1.0, 0.25),
+            min_replicas=3,
+            max_replicas=3,
+            max_concurrency=1,
+        ),
+    )
+    prob = Problem(
+        ws,
+        pools_for(Catalog("c", (one, two, big)), spot=False),
+        Constraints(headroom=0.0, max_nodes_per_pool=3),
+    )
     plan = ExactEngine().solve(prob)
     assert plan.feasible and not plan.over_budget
     assert plan.hourly_cost == pytest.approx(0.25)
@@ -239,9 +308,12 @@ def test_fallback_plan_avoids_shunned_pools():
     spot pool that was just interrupted. 10 one-pod nodes are needed, at most 5 per pool,
     and the only open pool is small.large on-demand."""
     spot_small = replace(SMALL, spot_price=0.04)
-    prob = Problem((WEB,), pools_for(Catalog("hand", (spot_small,))),
-                   Constraints(headroom=0.0, max_nodes_per_pool=5),
-                   shunned_pools=frozenset({"small.large/spot"}))
+    prob = Problem(
+        (WEB,),
+        pools_for(Catalog("hand", (spot_small,))),
+        Constraints(headroom=0.0, max_nodes_per_pool=5),
+        shunned_pools=frozenset({"small.large/spot"}),
+    )
     plan = ExactEngine().solve(prob)
     assert not plan.feasible
     assert plan.workload("web").replicas == 10

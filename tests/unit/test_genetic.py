@@ -24,8 +24,9 @@ from spotwise.engines.exact import ExactEngine
 from spotwise.engines.genetic import GeneticEngine
 from spotwise.models.risk import pools_for
 
-TIGHT = Constraints(on_demand_min_share=0.3, on_demand_min_nodes=1, spot_max_pool_share=0.5,
-                    survive_pool_loss=True)
+TIGHT = Constraints(
+    on_demand_min_share=0.3, on_demand_min_nodes=1, spot_max_pool_share=0.5, survive_pool_loss=True
+)
 
 
 def catalog(*names: str) -> Catalog:
@@ -34,13 +35,35 @@ def catalog(*names: str) -> Catalog:
 
 def two_services(constraints: Constraints = TIGHT) -> Problem:
     ws = (
-        Workload("api", demand_rps=900.0, slo_p95_ms=300.0, usl=Usl(60.0, 0.04, 0.0008),
-                 pod=Resources(0.5, 1.0), min_replicas=2, max_replicas=200),
-        Workload("worker", demand_rps=250.0, slo_p95_ms=800.0, usl=Usl(15.0, 0.06, 0.002),
-                 pod=Resources(1.0, 2.0), min_replicas=1, max_replicas=200),
+        Workload(
+            "api",
+            demand_rps=900.0,
+            slo_p95_ms=300.0,
+            usl=Usl(60.0, 0.04, 0.0008),
+            pod=Resources(0.5, 1.0),
+            min_replicas=2,
+            max_replicas=200,
+        ),
+        Workload(
+            "worker",
+            demand_rps=250.0,
+            slo_p95_ms=800.0,
+            usl=Usl(15.0, 0.06, 0.002),
+            pod=Resources(1.0, 2.0),
+            min_replicas=1,
+            max_replicas=200,
+        ),
     )
-    cat = catalog("m6i.large", "m6i.xlarge", "c6i.large", "c6i.xlarge", "m7g.large",
-                  "c7g.xlarge", "r6g.large", "t3.large")
+    cat = catalog(
+        "m6i.large",
+        "m6i.xlarge",
+        "c6i.large",
+        "c6i.xlarge",
+        "m7g.large",
+        "c7g.xlarge",
+        "r6g.large",
+        "t3.large",
+    )
     return Problem(ws, pools_for(cat), constraints)
 
 
@@ -107,8 +130,14 @@ def test_cost_risk_mode_trades_a_little_cost_for_fewer_interruptions():
     # Same shape; x is cheaper on spot but in the >20% bucket, y is in the <5% bucket.
     x = InstanceType("x.large", 2, 8, 0.10, spot_price=0.030, interruption_bucket=4)
     y = InstanceType("y.large", 2, 8, 0.10, spot_price=0.034, interruption_bucket=0)
-    web = Workload("web", demand_rps=600.0, slo_p95_ms=400.0, usl=Usl(50.0, 0.05, 0.001),
-                   pod=Resources(0.5, 0.5), max_replicas=100)
+    web = Workload(
+        "web",
+        demand_rps=600.0,
+        slo_p95_ms=400.0,
+        usl=Usl(50.0, 0.05, 0.001),
+        pod=Resources(0.5, 0.5),
+        max_replicas=100,
+    )
     prob = Problem((web,), pools_for(Catalog("c", (x, y))), Constraints())
     cost_only = GeneticEngine().solve(prob, seed=0)
     both = GeneticEngine(objectives="cost-risk").solve(prob, seed=0)
@@ -157,8 +186,16 @@ def test_a_generous_budget_runs_generations():
 # Two 2-vCPU one-pod-per-node shapes and a 8-vCPU one: 10 pods cost $0.90 at best.
 _SMALL = InstanceType("small.large", 2, 8, 0.10)
 _BIG = InstanceType("big.2xlarge", 8, 32, 0.60)
-_MM1 = Workload("web", 79.0, 1000.0, Usl(10.0, 0.0, 0.0), Resources(1.0, 1.0),
-                max_replicas=50, min_concurrency=1, max_concurrency=1)
+_MM1 = Workload(
+    "web",
+    79.0,
+    1000.0,
+    Usl(10.0, 0.0, 0.0),
+    Resources(1.0, 1.0),
+    max_replicas=50,
+    min_concurrency=1,
+    max_concurrency=1,
+)
 
 
 def _shared_nodes_case() -> Problem:
@@ -168,15 +205,19 @@ def _shared_nodes_case() -> Problem:
     t4g.xlarge spot node. The decoder is not idempotent here: a genome with no spot node
     decodes to the optimum, but its repaired genome (one spot node) decodes to the worse
     plan, and the repaired genome is what is kept and finally decoded."""
-    ws = (Workload("small", 400.0, 1000.0, Usl(50.0, 0.05, 0.001), Resources(0.5, 0.25)),
-          Workload("big", 500.0, 1000.0, Usl(200.0, 0.03, 0.00025), Resources(2.0, 0.25),
-                   min_replicas=2))
+    ws = (
+        Workload("small", 400.0, 1000.0, Usl(50.0, 0.05, 0.001), Resources(0.5, 0.25)),
+        Workload(
+            "big", 500.0, 1000.0, Usl(200.0, 0.03, 0.00025), Resources(2.0, 0.25), min_replicas=2
+        ),
+    )
     return Problem(ws, pools_for(catalog("t4g.xlarge", "t3a.medium", "c7g.medium")), TIGHT)
 
 
 GAP_CASES = {
-    "mm1-two-shapes": lambda: Problem((_MM1,), pools_for(Catalog("c", (_SMALL, _BIG))),
-                                      Constraints(headroom=0.0)),
+    "mm1-two-shapes": lambda: Problem(
+        (_MM1,), pools_for(Catalog("c", (_SMALL, _BIG))), Constraints(headroom=0.0)
+    ),
     "two-services-loose": lambda: two_services(Constraints()),
     "two-services-tight": two_services,
     "shared-nodes-decoder": _shared_nodes_case,
@@ -193,4 +234,5 @@ def test_gap_to_exact_is_small(case):
     assert check_plan(prob, genetic) == []
     assert genetic.hourly_cost >= exact.hourly_cost - 1e-6  # exact is a lower bound
     assert genetic.hourly_cost <= exact.hourly_cost * 1.03 + 1e-9, (
-        f"genetic ${genetic.hourly_cost:.4f}/h vs exact ${exact.hourly_cost:.4f}/h")
+        f"genetic ${genetic.hourly_cost:.4f}/h vs exact ${exact.hourly_cost:.4f}/h"
+    )

@@ -146,8 +146,18 @@ def test_sweet_spot_exists_for_any_peaked_usl(usl):
     peak = peak_concurrency(usl)
     assume(4 <= peak <= 2000)
     low, high = 1, math.ceil(peak * 50)
-    grid = np.unique(np.array([low, math.floor(peak) // 2, math.floor(peak), math.ceil(peak),
-                               math.ceil(peak) * 2, high]))
+    grid = np.unique(
+        np.array(
+            [
+                low,
+                math.floor(peak) // 2,
+                math.floor(peak),
+                math.ceil(peak),
+                math.ceil(peak) * 2,
+                high,
+            ]
+        )
+    )
     load = 0.9 * float(throughput(usl, peak))
     assume(load > float(throughput(usl, low)))  # one request at a time cannot keep up
     best = sweet_spot(usl, load, grid)
@@ -166,11 +176,17 @@ def test_sweet_spot_when_nothing_keeps_up_is_the_throughput_peak():
 # -- fewest replicas for an SLO ------------------------------------------------------------
 
 
-@given(USLS, st.floats(0.01, 5000), st.floats(1.0, 5000), st.lists(LIMITS, min_size=1,
-       max_size=6), TAILS)
+@given(
+    USLS,
+    st.floats(0.01, 5000),
+    st.floats(1.0, 5000),
+    st.lists(LIMITS, min_size=1, max_size=6),
+    TAILS,
+)
 def test_min_replicas_is_the_smallest_that_meets_the_slo(usl, load, slo, limits, tail):
-    ns = min_replicas(usl, concurrency=limits, load_rps=load, slo_p95_ms=slo, tail_factor=tail,
-                      limit=100_000)
+    ns = min_replicas(
+        usl, concurrency=limits, load_rps=load, slo_p95_ms=slo, tail_factor=tail, limit=100_000
+    )
     assert ns.shape == (len(limits),)
     for n, c in zip(ns.tolist(), limits, strict=True):
         if n == 0:
@@ -194,25 +210,30 @@ def test_min_replicas_hand_example():
 @given(USLS, st.floats(0.0, 5000), st.floats(0.01, 0.999), LIMITS, TAILS)
 def test_min_replicas_is_zero_below_the_single_request_floor(usl, load, frac, c, tail):
     slo = slo_floor_ms(usl, tail) * frac
-    assert min_replicas(usl, concurrency=c, load_rps=load, slo_p95_ms=slo,
-                        tail_factor=tail).tolist() == [0]
+    assert min_replicas(
+        usl, concurrency=c, load_rps=load, slo_p95_ms=slo, tail_factor=tail
+    ).tolist() == [0]
 
 
 def test_min_replicas_at_zero_load():
     floor = slo_floor_ms(WEB)
-    assert min_replicas(WEB, concurrency=[1, 64], load_rps=0.0,
-                        slo_p95_ms=floor * 1.01).tolist() == [1, 1]
-    assert min_replicas(WEB, concurrency=[1, 64], load_rps=0.0,
-                        slo_p95_ms=floor * 0.99).tolist() == [0, 0]
+    assert min_replicas(
+        WEB, concurrency=[1, 64], load_rps=0.0, slo_p95_ms=floor * 1.01
+    ).tolist() == [1, 1]
+    assert min_replicas(
+        WEB, concurrency=[1, 64], load_rps=0.0, slo_p95_ms=floor * 0.99
+    ).tolist() == [0, 0]
 
 
 def test_min_replicas_is_zero_when_the_load_needs_more_than_the_limit():
     need = int(min_replicas(WEB, concurrency=8, load_rps=5000.0, slo_p95_ms=200.0)[0])
     assert need > 3
-    assert min_replicas(WEB, concurrency=8, load_rps=5000.0, slo_p95_ms=200.0,
-                        limit=need - 1).tolist() == [0]
-    assert min_replicas(WEB, concurrency=8, load_rps=5000.0, slo_p95_ms=200.0,
-                        limit=need).tolist() == [need]
+    assert min_replicas(
+        WEB, concurrency=8, load_rps=5000.0, slo_p95_ms=200.0, limit=need - 1
+    ).tolist() == [0]
+    assert min_replicas(
+        WEB, concurrency=8, load_rps=5000.0, slo_p95_ms=200.0, limit=need
+    ).tolist() == [need]
 
 
 # -- vectorized and scalar calls agree -----------------------------------------------------
@@ -226,12 +247,12 @@ def test_vectorized_p95_agrees_with_scalar_calls(usl, cases, tail):
     np.testing.assert_allclose(vector, scalar, rtol=1e-9)
 
 
-@given(USLS, st.floats(0.01, 5000), st.floats(1.0, 2000), st.lists(LIMITS, min_size=2,
-       max_size=8))
+@given(USLS, st.floats(0.01, 5000), st.floats(1.0, 2000), st.lists(LIMITS, min_size=2, max_size=8))
 def test_vectorized_min_replicas_agrees_with_scalar_calls(usl, load, slo, limits):
     vector = min_replicas(usl, concurrency=limits, load_rps=load, slo_p95_ms=slo)
-    scalar = [int(min_replicas(usl, concurrency=c, load_rps=load, slo_p95_ms=slo)[0])
-              for c in limits]
+    scalar = [
+        int(min_replicas(usl, concurrency=c, load_rps=load, slo_p95_ms=slo)[0]) for c in limits
+    ]
     assert vector.tolist() == scalar
 
 

@@ -19,18 +19,23 @@ from spotwise.models.packing import (
 
 
 def it(vcpu: float, memory_gib: float | None = None) -> InstanceType:
-    return InstanceType(f"t{vcpu}", vcpu, memory_gib if memory_gib is not None else 4 * vcpu,
-                        0.05 * vcpu)
+    return InstanceType(
+        f"t{vcpu}", vcpu, memory_gib if memory_gib is not None else 4 * vcpu, 0.05 * vcpu
+    )
 
 
 NO_RESERVE = NodeReserve(cpu=0.0, memory_gib=0.0, pods=0)
 DEFAULT_RESERVE = NodeReserve()
 
-TYPES = st.builds(it, st.sampled_from([1, 2, 4, 8, 16, 32, 64, 96]), st.sampled_from(
-    [0.5, 1, 2, 4, 8, 16, 64, 256]))
+TYPES = st.builds(
+    it,
+    st.sampled_from([1, 2, 4, 8, 16, 32, 64, 96]),
+    st.sampled_from([0.5, 1, 2, 4, 8, 16, 64, 256]),
+)
 PODS = st.builds(Resources, cpu=st.floats(0.01, 16), memory_gib=st.floats(0.01, 64))
-RESERVES = st.builds(NodeReserve, cpu=st.floats(0, 2), memory_gib=st.floats(0, 4),
-                     pods=st.integers(0, 20))
+RESERVES = st.builds(
+    NodeReserve, cpu=st.floats(0, 2), memory_gib=st.floats(0, 4), pods=st.integers(0, 20)
+)
 
 
 # -- kubelet reserve -----------------------------------------------------------------------
@@ -111,8 +116,10 @@ def test_bigger_pods_never_fit_more(t, pod, grow_cpu, grow_mem):
 
 def test_pods_per_node_decreases_with_pod_size():
     t = it(16, 64)
-    counts = [pods_per_node(Resources(cpu, cpu * 2), t, DEFAULT_RESERVE)
-              for cpu in (0.25, 0.5, 1, 2, 4, 8)]
+    counts = [
+        pods_per_node(Resources(cpu, cpu * 2), t, DEFAULT_RESERVE)
+        for cpu in (0.25, 0.5, 1, 2, 4, 8)
+    ]
     assert counts == sorted(counts, reverse=True)
     assert len(set(counts)) == len(counts)
 
@@ -158,8 +165,9 @@ def test_zero_sized_requests_are_limited_by_the_other_resource():
 
 @given(TYPES, PODS, RESERVES, st.floats(0, 1), st.floats(0, 2), st.integers(0, 10))
 def test_bigger_reserve_never_fits_more(t, pod, reserve, more_cpu, more_mem, more_pods):
-    bigger = NodeReserve(reserve.cpu + more_cpu, reserve.memory_gib + more_mem,
-                         reserve.pods + more_pods)
+    bigger = NodeReserve(
+        reserve.cpu + more_cpu, reserve.memory_gib + more_mem, reserve.pods + more_pods
+    )
     assert pods_per_node(pod, t, bigger) <= pods_per_node(pod, t, reserve)
 
 

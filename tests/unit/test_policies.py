@@ -34,7 +34,8 @@ def modest_demands(spec: ScalingPolicySpec, scale: float = 4.0) -> dict[str, flo
     for w in spec.workloads:
         assert w.capacity is not None, (
             f"workload {w.name}: an example policy should carry capacity so that "
-            "`spotwise recommend` works offline")
+            "`spotwise recommend` works offline"
+        )
         out[w.name] = scale * w.capacity.service_rate_rps
     return out
 

@@ -29,8 +29,10 @@ def shop() -> tuple[SimSetup, dict[str, SimResult]]:
     spec = load_policy_file(ROOT / "policies" / "shop-knative.yaml").spec
     setup = setup_from_policy(spec)
     t = np.arange(STEPS)
-    arrivals = np.stack([800 + 400 * np.sin(t / 9.0), 120 + 60 * np.sin(t / 7.0),
-                         2000 + 900 * np.sin(t / 11.0)], axis=1)
+    arrivals = np.stack(
+        [800 + 400 * np.sin(t / 9.0), 120 + 60 * np.sin(t / 7.0), 2000 + 900 * np.sin(t / 11.0)],
+        axis=1,
+    )
     results = {}
     for name in ("on-demand-hpa", "spotkube"):
         strategy = create_strategy(name, StrategyContext(spec, setup.workloads, setup.pools, 0))
@@ -60,8 +62,7 @@ def test_summary_json_is_the_summary_as_given(tmp_path):
     summary = {"strategies": {"x": {"cost": 1.5, "decisions": np.int64(3)}}, "note": "hi"}
     write_report(tmp_path, results, setup, summary)
     text = (tmp_path / "summary.json").read_text()
-    assert json.loads(text) == {"strategies": {"x": {"cost": 1.5, "decisions": 3}},
-                                "note": "hi"}
+    assert json.loads(text) == {"strategies": {"x": {"cost": 1.5, "decisions": 3}}, "note": "hi"}
     assert "\n  " in text  # indented
 
 
@@ -80,8 +81,9 @@ def test_csv_has_one_row_per_step_per_strategy(report):
     for name, result in results.items():
         mine = [r for r in rows if r["strategy"] == name]
         assert [float(r["time_s"]) for r in mine] == result.series.time
-        assert [int(r["replicas_checkout"]) for r in mine] == \
-            [row[1] for row in result.series.replicas]
+        assert [int(r["replicas_checkout"]) for r in mine] == [
+            row[1] for row in result.series.replicas
+        ]
         assert {r["violation"] for r in mine} <= {"0", "1"}
         assert sum(int(r["interruptions"]) for r in mine) == sum(result.series.interruptions)
         rate = np.array([float(r["cost_rate"]) for r in mine])
@@ -119,8 +121,18 @@ def test_summary_table_has_a_row_per_strategy():
     table = summary_table(summarize(results))
     assert table.row_count == len(results)
     headers = [c.header for c in table.columns]
-    assert headers == ["strategy", "cost $", "× oracle", "SLO violation %", "p95 ms", "shed %",
-                       "interruptions", "node churn", "decisions", "wall s"]
+    assert headers == [
+        "strategy",
+        "cost $",
+        "× oracle",
+        "SLO violation %",
+        "p95 ms",
+        "shed %",
+        "interruptions",
+        "node churn",
+        "decisions",
+        "wall s",
+    ]
     console = Console(width=200, record=True)
     console.print(table)
     text = console.export_text()

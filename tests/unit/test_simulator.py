@@ -18,26 +18,51 @@ from spotwise.sim.strategies.oracle import oracle_result
 
 
 def policy(**nodes):
-    return parse_policy({
-        "apiVersion": "spotwise.dev/v1alpha1", "kind": "ScalingPolicy",
-        "metadata": {"name": "t"},
-        "spec": {
-            "workloads": [{
-                "name": "api", "targetRef": {"kind": "Deployment", "name": "api"},
-                "slo": {"latencyP95Ms": 300}, "replicas": {"min": 1, "max": 50},
-                "concurrency": {"min": 1, "max": 64},
-                "capacity": {"serviceRateRps": 20, "contention": 0.02, "coherency": 0.001},
-                "resources": {"cpu": "500m", "memory": "512Mi"},
-            }],
-            "nodes": {"catalog": {"builtin": None, "custom": [
-                {"name": "small", "vcpu": 2, "memoryGiB": 8, "onDemandPrice": 0.1,
-                 "spotPrice": 0.03, "interruptionBucket": 4},
-                {"name": "big", "vcpu": 8, "memoryGiB": 32, "onDemandPrice": 0.4,
-                 "spotPrice": 0.12, "interruptionBucket": 0},
-            ]}, **nodes},
-            "optimizer": {"engine": "exact"},
-        },
-    })
+    return parse_policy(
+        {
+            "apiVersion": "spotwise.dev/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": "t"},
+            "spec": {
+                "workloads": [
+                    {
+                        "name": "api",
+                        "targetRef": {"kind": "Deployment", "name": "api"},
+                        "slo": {"latencyP95Ms": 300},
+                        "replicas": {"min": 1, "max": 50},
+                        "concurrency": {"min": 1, "max": 64},
+                        "capacity": {"serviceRateRps": 20, "contention": 0.02, "coherency": 0.001},
+                        "resources": {"cpu": "500m", "memory": "512Mi"},
+                    }
+                ],
+                "nodes": {
+                    "catalog": {
+                        "builtin": None,
+                        "custom": [
+                            {
+                                "name": "small",
+                                "vcpu": 2,
+                                "memoryGiB": 8,
+                                "onDemandPrice": 0.1,
+                                "spotPrice": 0.03,
+                                "interruptionBucket": 4,
+                            },
+                            {
+                                "name": "big",
+                                "vcpu": 8,
+                                "memoryGiB": 32,
+                                "onDemandPrice": 0.4,
+                                "spotPrice": 0.12,
+                                "interruptionBucket": 0,
+                            },
+                        ],
+                    },
+                    **nodes,
+                },
+                "optimizer": {"engine": "exact"},
+            },
+        }
+    )
 
 
 @dataclass
@@ -71,8 +96,9 @@ def run(strategy, arrivals, **config):
 def test_requests_are_conserved_and_capacity_bounds_what_is_served():
     # A load that grows past what 4 pods serve: shedding must happen and be accounted.
     load = np.linspace(10, 600, 360)[:, None]
-    result = run(Fixed({"small/on-demand": 2}, {"small/on-demand": 4}), load,
-                 interruption_scale=0.0)
+    result = run(
+        Fixed({"small/on-demand": 2}, {"small/on-demand": 4}), load, interruption_scale=0.0
+    )
     s = result.series
     arrived, served, shed = (np.array(x) for x in (s.arrived, s.served, s.shed))
     assert np.allclose(served + shed, arrived)
@@ -85,8 +111,11 @@ def test_billing_matches_a_hand_computed_bill():
     # Two on-demand smalls ($0.10/h) and one spot big ($0.12/h) for exactly one hour,
     # billed from launch (pending time is paid for), no interruptions.
     steps = 360  # 360 x 10 s = 3600 s
-    result = run(Fixed({"small/on-demand": 2, "big/spot": 1}, {}), np.zeros((steps, 1)),
-                 interruption_scale=0.0)
+    result = run(
+        Fixed({"small/on-demand": 2, "big/spot": 1}, {}),
+        np.zeros((steps, 1)),
+        interruption_scale=0.0,
+    )
     assert result.cost == pytest.approx(2 * 0.10 + 0.12, rel=1e-9)
 
 
@@ -103,8 +132,12 @@ def test_billing_stops_when_nodes_are_removed():
 
 def test_pods_wait_for_nodes_and_nodes_take_their_ready_time():
     timings = Timings(on_demand_ready_seconds=90.0, pod_start_seconds=20.0)
-    result = run(Fixed({"small/on-demand": 1}, {"small/on-demand": 2}), np.full((30, 1), 5.0),
-                 timings=timings, interruption_scale=0.0)
+    result = run(
+        Fixed({"small/on-demand": 1}, {"small/on-demand": 2}),
+        np.full((30, 1), 5.0),
+        timings=timings,
+        interruption_scale=0.0,
+    )
     ready = [r[0] for r in result.series.replicas]
     first = ready.index(2)
     # Node ready at 90 s, pods started then and ready 20 s later: not before 110 s.
@@ -121,8 +154,9 @@ def test_spot_interruptions_follow_the_configured_rate():
             return super().decide(view)
 
     steps = 48 * 360
-    result = run(TopUp({"small/spot": 50}, {}), np.zeros((steps, 1)), interruption_scale=200.0,
-                 seed=3)
+    result = run(
+        TopUp({"small/spot": 50}, {}), np.zeros((steps, 1)), interruption_scale=200.0, seed=3
+    )
     expected = 50 * 48 * 0.25 / 730 * 200
     # Nodes replaced after an interruption spend their ready time uninterruptible-free
     # too (launch counts), so the exposure is the full 50 x 48 node-hours; Poisson 4 sigma.
@@ -132,10 +166,12 @@ def test_spot_interruptions_follow_the_configured_rate():
 
 def test_safer_bucket_is_interrupted_less():
     steps = 48 * 360
-    risky = run(Fixed({"small/spot": 40}, {}), np.zeros((steps, 1)), interruption_scale=300.0,
-                seed=5).interruptions
-    safe = run(Fixed({"big/spot": 40}, {}), np.zeros((steps, 1)), interruption_scale=300.0,
-               seed=5).interruptions
+    risky = run(
+        Fixed({"small/spot": 40}, {}), np.zeros((steps, 1)), interruption_scale=300.0, seed=5
+    ).interruptions
+    safe = run(
+        Fixed({"big/spot": 40}, {}), np.zeros((steps, 1)), interruption_scale=300.0, seed=5
+    ).interruptions
     assert safe < risky
 
 
@@ -154,8 +190,9 @@ def test_oracle_is_a_lower_bound_for_spotwise():
     t = np.arange(720)
     load = (100 + 80 * np.sin(t / 120.0))[:, None]
     context = StrategyContext(spec, setup.workloads, setup.pools, 0)
-    sim = Simulation(setup, create_strategy("spotwise:exact", context),
-                     SimConfig(interruption_scale=0.0)).run(load)
+    sim = Simulation(
+        setup, create_strategy("spotwise:exact", context), SimConfig(interruption_scale=0.0)
+    ).run(load)
     oracle = oracle_result(setup, load, 10.0)
     assert oracle.cost <= sim.cost
     assert oracle.series.violation == [False] * len(load)

@@ -49,11 +49,13 @@ def policy(name: str) -> tuple[ScalingPolicySpec, SimSetup]:
 def diurnal_arrivals(name: str, hours: float = 1.0) -> np.ndarray:
     """`hours` of a noisy day from 09:00, when load climbs towards the afternoon peak."""
     _, setup = policy(name)
-    traces = {w.name: synthetic("noisy-diurnal", 1.0, STEP, PEAK_RPS[w.name], seed=i)
-              for i, w in enumerate(setup.workloads)}
+    traces = {
+        w.name: synthetic("noisy-diurnal", 1.0, STEP, PEAK_RPS[w.name], seed=i)
+        for i, w in enumerate(setup.workloads)
+    }
     arrivals = align_traces(setup, traces, STEP)
     start = int(9 * 3600 / STEP)
-    return arrivals[start:start + int(hours * 3600 / STEP)]
+    return arrivals[start : start + int(hours * 3600 / STEP)]
 
 
 def levels(setup: SimSetup, *segments: tuple[float, float]) -> np.ndarray:
@@ -83,11 +85,19 @@ class Recorder:
         return action
 
 
-def simulate(policy_name: str, strategy: str, arrivals: np.ndarray, *, seed: int = 0,
-             on_step=None, sim_out: list | None = None) -> tuple[SimResult, Recorder]:
+def simulate(
+    policy_name: str,
+    strategy: str,
+    arrivals: np.ndarray,
+    *,
+    seed: int = 0,
+    on_step=None,
+    sim_out: list | None = None,
+) -> tuple[SimResult, Recorder]:
     spec, setup = policy(policy_name)
-    recorder = Recorder(create_strategy(strategy, StrategyContext(spec, setup.workloads,
-                                                                  setup.pools, seed)))
+    recorder = Recorder(
+        create_strategy(strategy, StrategyContext(spec, setup.workloads, setup.pools, seed))
+    )
     sim = Simulation(setup, recorder, SimConfig(step_seconds=STEP, seed=seed))
     if sim_out is not None:
         sim_out.append(sim)
@@ -142,13 +152,21 @@ def test_strategies_with_their_own_node_timing_serve_the_load(strategy):
 def hpa_view(setup: SimSetup, now: float, ready: int, utilization: float) -> View:
     n_w, n_p = len(setup.workloads), len(setup.pools)
     return View(
-        now=now, step_seconds=STEP, workloads=setup.workloads, pools=setup.pools,
+        now=now,
+        step_seconds=STEP,
+        workloads=setup.workloads,
+        pools=setup.pools,
         rates=tuple(np.zeros(1) for _ in range(n_w)),
-        pods=np.full((n_w, n_p), 0, dtype=np.int64), ready_pods=np.full(n_w, ready),
-        nodes=np.zeros(n_p, dtype=np.int64), ready_nodes=np.zeros(n_p, dtype=np.int64),
-        noticed_pools=frozenset(), concurrency=np.ones(n_w, dtype=np.int64),
-        utilization=np.full(n_w, utilization), in_flight=np.zeros(n_w),
-        ppn=np.ones((n_w, n_p), dtype=np.int64))
+        pods=np.full((n_w, n_p), 0, dtype=np.int64),
+        ready_pods=np.full(n_w, ready),
+        nodes=np.zeros(n_p, dtype=np.int64),
+        ready_nodes=np.zeros(n_p, dtype=np.int64),
+        noticed_pools=frozenset(),
+        concurrency=np.ones(n_w, dtype=np.int64),
+        utilization=np.full(n_w, utilization),
+        in_flight=np.zeros(n_w),
+        ppn=np.ones((n_w, n_p), dtype=np.int64),
+    )
 
 
 def test_hpa_scale_up_is_limited_to_double_or_four_pods_per_period():
@@ -190,8 +208,9 @@ def test_hpa_stabilization_in_a_simulation():
     _, setup = policy("web")
     arrivals = levels(setup, (900.0, 1.0), (900.0, 0.2))
     _, recorder = simulate("web", "on-demand-hpa", arrivals)
-    replicas = {t: int(a.replicas[0]) for t, a in zip(recorder.times, recorder.actions,
-                                                       strict=True)}
+    replicas = {
+        t: int(a.replicas[0]) for t, a in zip(recorder.times, recorder.actions, strict=True)
+    }
     high = replicas[max(t for t in replicas if t < 900)]
     assert high > 4
     held = [r for t, r in replicas.items() if 900 <= t < 900 + 270]
@@ -211,8 +230,12 @@ def test_fixed_concurrency_is_within_bounds_and_meets_the_slo_at_the_target():
     web = setup.workloads[0]
     c = fixed_concurrency(web)
     x = float(throughput(web.usl, c))
-    assert float(p95_ms(web.usl, replicas=10, concurrency=c, load_rps=7 * x,
-                        tail_factor=web.tail_factor)) <= web.slo_p95_ms
+    assert (
+        float(
+            p95_ms(web.usl, replicas=10, concurrency=c, load_rps=7 * x, tail_factor=web.tail_factor)
+        )
+        <= web.slo_p95_ms
+    )
 
 
 # -- on-demand-hpa ------------------------------------------------------------------------
@@ -262,8 +285,9 @@ def test_spot_greedy_launches_a_replacement_on_a_notice():
 
 def test_spot_greedy_buys_cheapest_spot_first_and_skips_noticed_pools():
     spec, setup = policy("web")
-    strategy = create_strategy("spot-greedy", StrategyContext(spec, setup.workloads,
-                                                              setup.pools, 0))
+    strategy = create_strategy(
+        "spot-greedy", StrategyContext(spec, setup.workloads, setup.pools, 0)
+    )
     assert strategy.provisioner is not None
     assert strategy.provisioner.replace_on_notice
     assert strategy.provisioner.consolidate_after_seconds == 30
@@ -271,7 +295,7 @@ def test_spot_greedy_buys_cheapest_spot_first_and_skips_noticed_pools():
     view = sim.view(0.0, np.zeros((1, 1)), np.zeros(1), frozenset())
     order = strategy.provisioner.pool_order(view, 0)
     spot = [p for p in order if setup.pools[p].is_spot]
-    assert order[:len(spot)] == spot and len(spot) < len(order)
+    assert order[: len(spot)] == spot and len(spot) < len(order)
     per_pod = [setup.pools[p].hourly_price / view.ppn[0, p] for p in spot]
     assert per_pod == sorted(per_pod)
     noticed = sim.view(0.0, np.zeros((1, 1)), np.zeros(1), frozenset({order[0]}))
@@ -319,9 +343,18 @@ def test_spotkube_relaxes_the_policy_and_fixes_concurrency():
         # Fewest replicas for the SLO at the observed load: one fewer misses it.
         assert w.demand_rps == pytest.approx(load[i])
         if n > wl.min_replicas:
-            assert float(p95_ms(wl.usl, replicas=n - 1, concurrency=conc,
-                                load_rps=w.demand_rps, tail_factor=wl.tail_factor)) \
+            assert (
+                float(
+                    p95_ms(
+                        wl.usl,
+                        replicas=n - 1,
+                        concurrency=conc,
+                        load_rps=w.demand_rps,
+                        tail_factor=wl.tail_factor,
+                    )
+                )
                 > wl.slo_p95_ms
+            )
     action = strategy.decide(view)
     assert list(action.replicas) == replicas
     assert action.nodes is not None and action.nodes.sum() > 0
@@ -330,10 +363,12 @@ def test_spotkube_relaxes_the_policy_and_fixes_concurrency():
 # -- knative-default ----------------------------------------------------------------------
 
 
-def knative_view(setup: SimSetup, now: float, ready: int, in_flight: float,
-                 utilization: float = 0.5) -> View:
-    return replace(hpa_view(setup, now, ready, utilization),
-                   in_flight=np.full(len(setup.workloads), in_flight))
+def knative_view(
+    setup: SimSetup, now: float, ready: int, in_flight: float, utilization: float = 0.5
+) -> View:
+    return replace(
+        hpa_view(setup, now, ready, utilization), in_flight=np.full(len(setup.workloads), in_flight)
+    )
 
 
 def test_knative_aims_at_70_in_flight_per_pod_with_limit_100():
@@ -356,8 +391,9 @@ def test_knative_panics_and_does_not_scale_down_for_60_s():
     burst = kpa.decide(knative_view(setup, 120.0, 4, 210.0))
     assert burst.replicas[0] == 12
     # The burst is gone but panic holds 12 until 60 s after the last panic reading.
-    held = [kpa.decide(knative_view(setup, 120.0 + STEP * k, 12, 20.0)).replicas[0]
-            for k in range(1, 7)]
+    held = [
+        kpa.decide(knative_view(setup, 120.0 + STEP * k, 12, 20.0)).replicas[0] for k in range(1, 7)
+    ]
     assert held == [12] * 6
     after = kpa.decide(knative_view(setup, 190.0, 12, 20.0)).replicas[0]
     assert after < 12
@@ -381,5 +417,3 @@ def test_knative_reads_saturated_pods_as_queueing():
     kpa = KnativeDefault(StrategyContext(spec, setup.workloads, setup.pools, 0))
     action = kpa.decide(knative_view(setup, 0.0, 4, 5.0, utilization=1.5))
     assert action.replicas[0] == int(np.ceil(4 * 150 / 70))
-
-

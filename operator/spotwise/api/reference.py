@@ -31,7 +31,7 @@ from spotwise.api.v1alpha1 import (
 
 REGENERATE_COMMAND = (
     "python -c 'from spotwise.api.reference import policy_reference_markdown as m; "
-    "print(m(), end=\"\")' > docs/policy-reference.md"
+    'print(m(), end="")\' > docs/policy-reference.md'
 )
 
 # Patterns with a name: the regular expressions themselves say less to a reader.
@@ -122,10 +122,12 @@ def _section(cls: type[BaseModel], path: str, node: dict[str, Any]) -> list[str]
     doc = _paragraphs(cls.__doc__ or "")
     if doc:
         lines.extend([doc, ""])
-    lines.extend([
-        "| field | type | default | description | validation |",
-        "| --- | --- | --- | --- | --- |",
-    ])
+    lines.extend(
+        [
+            "| field | type | default | description | validation |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+    )
     properties: dict[str, Any] = node.get("properties", {})
     for name, field in cls.model_fields.items():
         alias = field.alias or name

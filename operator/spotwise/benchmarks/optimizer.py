@@ -91,8 +91,10 @@ class Instance:
 def default_shared_csv() -> Path | None:
     """../shared/data/aws-us-east-1-instances.csv next to the repository, if present."""
     here = Path(__file__).resolve()
-    candidates = [here.parents[3].parent / "shared" / "data" / SHARED_CSV,
-                  Path.cwd().parent / "shared" / "data" / SHARED_CSV]
+    candidates = [
+        here.parents[3].parent / "shared" / "data" / SHARED_CSV,
+        Path.cwd().parent / "shared" / "data" / SHARED_CSV,
+    ]
     for path in candidates:
         if path.is_file():
             return path
@@ -103,8 +105,9 @@ def _family(itype: InstanceType) -> str:
     return itype.name.split(".", 1)[0]
 
 
-def _mixed_subset(types: Sequence[InstanceType], k: int, rng: np.random.Generator
-                  ) -> list[InstanceType]:
+def _mixed_subset(
+    types: Sequence[InstanceType], k: int, rng: np.random.Generator
+) -> list[InstanceType]:
     """k types drawn round-robin over family kinds (m, c, r, t, ...) and within a kind
     over families, so small subsets still mix shapes and sizes."""
     if k >= len(types):
@@ -149,8 +152,9 @@ def shared_pool(path: Path) -> list[InstanceType]:
     return out
 
 
-def _pick_types(k: int, rng: np.random.Generator, shared: list[InstanceType] | None
-                ) -> tuple[list[InstanceType], str]:
+def _pick_types(
+    k: int, rng: np.random.Generator, shared: list[InstanceType] | None
+) -> tuple[list[InstanceType], str]:
     builtin = builtin_catalog()
     if k <= len(builtin) and (k < 60 or shared is None):
         return _mixed_subset(builtin.instance_types, k, rng), f"builtin:{builtin.name}"
@@ -159,8 +163,9 @@ def _pick_types(k: int, rng: np.random.Generator, shared: list[InstanceType] | N
     return list(builtin.instance_types), f"builtin:{builtin.name}"
 
 
-def _pod(rng: np.random.Generator, types: Sequence[InstanceType], reserve: NodeReserve
-         ) -> Resources:
+def _pod(
+    rng: np.random.Generator, types: Sequence[InstanceType], reserve: NodeReserve
+) -> Resources:
     """A pod request in 0.25..2 CPU, 0.25..4 GiB, halved until it fits at least two of
     the instance's types (or the biggest one)."""
     pod = Resources(float(rng.choice(_POD_CPU)), float(rng.choice(_POD_MEMORY)))
@@ -170,29 +175,39 @@ def _pod(rng: np.random.Generator, types: Sequence[InstanceType], reserve: NodeR
     return pod
 
 
-def _workloads(n: int, total_rps: float, rng: np.random.Generator,
-               types: Sequence[InstanceType], reserve: NodeReserve) -> tuple[Workload, ...]:
+def _workloads(
+    n: int,
+    total_rps: float,
+    rng: np.random.Generator,
+    types: Sequence[InstanceType],
+    reserve: NodeReserve,
+) -> tuple[Workload, ...]:
     weights = rng.dirichlet(np.full(n, 2.0))
     out = []
     for i in range(n):
         lam = float(np.exp(rng.uniform(np.log(10.0), np.log(200.0))))
-        usl = Usl(lam=round(lam, 3), sigma=round(float(rng.uniform(0.01, 0.1)), 4),
-                  kappa=round(float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3)))), 6))
+        usl = Usl(
+            lam=round(lam, 3),
+            sigma=round(float(rng.uniform(0.01, 0.1)), 4),
+            kappa=round(float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3)))), 6),
+        )
         floor = slo_floor_ms(usl, 2.0)
         slo = float(round(rng.uniform(100.0, 1000.0), -1))
         slo = max(slo, float(np.ceil(1.5 * floor / 50.0) * 50.0))  # reachable, not trivial
-        out.append(Workload(
-            name=f"svc-{i}",
-            demand_rps=round(float(total_rps * weights[i]), 3),
-            slo_p95_ms=slo,
-            usl=usl,
-            pod=_pod(rng, types, reserve),
-            min_replicas=int(rng.integers(1, 3)),
-            max_replicas=500,
-            min_concurrency=1,
-            max_concurrency=256,
-            tail_factor=2.0,
-        ))
+        out.append(
+            Workload(
+                name=f"svc-{i}",
+                demand_rps=round(float(total_rps * weights[i]), 3),
+                slo_p95_ms=slo,
+                usl=usl,
+                pod=_pod(rng, types, reserve),
+                min_replicas=int(rng.integers(1, 3)),
+                max_replicas=500,
+                min_concurrency=1,
+                max_concurrency=256,
+                tail_factor=2.0,
+            )
+        )
     return tuple(out)
 
 
@@ -215,11 +230,13 @@ def build_instances(seed: int = 0, shared_csv: Path | None = None) -> list[Insta
     shared = shared_pool(path) if path is not None and path.is_file() else None
     reserve = NodeReserve()
     out: list[Instance] = []
-    cells = [(ci, kind, k, di, rps, n)
-             for ci, kind in enumerate(CONSTRAINT_SETS)
-             for k in TYPE_COUNTS
-             for di, rps in enumerate(DEMAND_LEVELS)
-             for n in WORKLOAD_COUNTS]
+    cells = [
+        (ci, kind, k, di, rps, n)
+        for ci, kind in enumerate(CONSTRAINT_SETS)
+        for k in TYPE_COUNTS
+        for di, rps in enumerate(DEMAND_LEVELS)
+        for n in WORKLOAD_COUNTS
+    ]
     for ci, kind, k, di, rps, n in cells:
         rng = np.random.default_rng(np.random.SeedSequence([seed, ci, k, int(rps), n]))
         types, source = _pick_types(k, rng, shared)
@@ -237,12 +254,19 @@ def build_instances(seed: int = 0, shared_csv: Path | None = None) -> list[Insta
             # instances and is out of reach (over budget) on others.
             factor = float(rng.uniform(0.8, 1.2))
             budget = round(factor * reference_cost(problem), 2)
-            problem = replace(problem, constraints=replace(problem.constraints,
-                                                           max_hourly_cost=budget))
-        out.append(Instance(
-            id=f"t{k}-d{int(rps)}-w{n}-{kind}", problem=problem, types=len(types),
-            total_rps=rps, constraints=kind, catalog=source,
-        ))
+            problem = replace(
+                problem, constraints=replace(problem.constraints, max_hourly_cost=budget)
+            )
+        out.append(
+            Instance(
+                id=f"t{k}-d{int(rps)}-w{n}-{kind}",
+                problem=problem,
+                types=len(types),
+                total_rps=rps,
+                constraints=kind,
+                catalog=source,
+            )
+        )
     return out
 
 
@@ -252,8 +276,7 @@ def build_instances(seed: int = 0, shared_csv: Path | None = None) -> list[Insta
 def _violations(problem: Problem, plan: Plan) -> dict[str, Any]:
     lines = check_plan(problem, plan)
     hard = [line for line in lines if not line.startswith("budget:")]
-    out: dict[str, Any] = {"violations": len(hard),
-                           "budgetViolations": len(lines) - len(hard)}
+    out: dict[str, Any] = {"violations": len(hard), "budgetViolations": len(lines) - len(hard)}
     if hard:
         out["violationLines"] = hard
     return out
@@ -283,8 +306,7 @@ def run_instance(instance: Instance, *, exact_time_limit: float, seed: int) -> d
     exact["proven"] = not any(_TIME_BUDGET_NOTE in r for r in exact_plan.reasons)
     genetic = _record(problem, ga_plan, ga_seconds)
     genetic["generations"] = engine.last_generations
-    gap = (ga_plan.hourly_cost / exact_plan.hourly_cost - 1.0
-           if exact_plan.hourly_cost > 0 else None)
+    gap = ga_plan.hourly_cost / exact_plan.hourly_cost - 1.0 if exact_plan.hourly_cost > 0 else None
     return {
         "id": instance.id,
         "workloads": len(problem.workloads),
@@ -403,8 +425,13 @@ def run_optimizer_benchmark(
     console = console if console is not None else Console(stderr=True)
     path = shared_csv if shared_csv is not None else default_shared_csv()
     rows: list[dict[str, Any]] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("{task.fields[current]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+    )
     with native_stdout_to_stderr(), Progress(*columns, console=console) as progress:
         instances = build_instances(seed, path)
         _warm_up()
@@ -425,8 +452,11 @@ def run_optimizer_benchmark(
         "settings": {
             "seed": seed,
             "exactTimeLimitSeconds": exact_time_limit,
-            "genetic": {"population": ga.population, "generations": ga.generations,
-                        "timeBudgetSeconds": ga.time_budget_seconds},
+            "genetic": {
+                "population": ga.population,
+                "generations": ga.generations,
+                "timeBudgetSeconds": ga.time_budget_seconds,
+            },
             "catalog60": sixty[0] if len(sixty) == 1 else sixty,
             "sharedCsv": str(path) if path is not None and path.is_file() else None,
             "engineSources": engine_sources(),

@@ -31,8 +31,11 @@ from spotwise.sim.run import BASELINES, run_one, run_strategies, summarize, weig
 from spotwise.sim.simulator import FloatArray, SimConfig, SimResult
 from spotwise.sim.traces import Trace, load_trace_csv, synthetic
 
-WORLDCUP_WINDOWS = (("worldcup98-06-10", "1998-06-10"), ("worldcup98-06-29", "1998-06-29"),
-                    ("worldcup98-07-07", "1998-07-07"))
+WORLDCUP_WINDOWS = (
+    ("worldcup98-06-10", "1998-06-10"),
+    ("worldcup98-06-29", "1998-06-29"),
+    ("worldcup98-07-07", "1998-07-07"),
+)
 SYNTHETIC = ("noisy-diurnal", "flash-crowd")
 ENGINE_STRATEGY = "spotwise:genetic"
 
@@ -46,8 +49,9 @@ class SavingsSettings:
     step_seconds: float = 10.0
 
 
-def benchmark_traces(data_dir: Path | None, settings: SavingsSettings,
-                     console: Console | None = None) -> dict[str, Trace]:
+def benchmark_traces(
+    data_dir: Path | None, settings: SavingsSettings, console: Console | None = None
+) -> dict[str, Trace]:
     """Name -> trace (requests/second at the simulator's step), peak = settings.peak_rps."""
     out: dict[str, Trace] = {}
     wc = data_dir / "worldcup98-requests-per-minute.csv" if data_dir else None
@@ -69,10 +73,13 @@ def _shape(trace: Trace, settings: SavingsSettings) -> Trace:
     return trace.resampled(settings.step_seconds).rescaled(settings.peak_rps)
 
 
-def run_savings_benchmark(*, data_dir: Path | None, settings: SavingsSettings | None = None,
-                          console: Console | None = None,
-                          on_result: Callable[[str, int, dict[str, SimResult]], None] | None
-                          = None) -> dict[str, Any]:
+def run_savings_benchmark(
+    *,
+    data_dir: Path | None,
+    settings: SavingsSettings | None = None,
+    console: Console | None = None,
+    on_result: Callable[[str, int, dict[str, SimResult]], None] | None = None,
+) -> dict[str, Any]:
     settings = settings or SavingsSettings()
     policy = demo_policy()
     traces = benchmark_traces(data_dir, settings, console)
@@ -80,38 +87,58 @@ def run_savings_benchmark(*, data_dir: Path | None, settings: SavingsSettings | 
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     total = len(traces) * (len(settings.seeds) + 1)
-    with Progress(TextColumn("{task.description:<40}"), BarColumn(), TimeElapsedColumn(),
-                  console=console or Console(stderr=True)) as bar:
+    with Progress(
+        TextColumn("{task.description:<40}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console or Console(stderr=True),
+    ) as bar:
         task = bar.add_task("savings benchmark", total=total)
         for trace_name, trace in traces.items():
             arrivals: FloatArray = weights_split(trace.rps, DEMO.weights)
-            config = SimConfig(step_seconds=settings.step_seconds, seed=0,
-                               interruption_scale=settings.interruption_scale)
+            config = SimConfig(
+                step_seconds=settings.step_seconds,
+                seed=0,
+                interruption_scale=settings.interruption_scale,
+            )
             bar.update(task, description=f"{trace_name}: oracle")
             oracle = run_one(_job(policy.to_k8s(), arrivals, "oracle", config))
             bar.advance(task)
             for seed in settings.seeds:
                 bar.update(task, description=f"{trace_name}: seed {seed}")
-                config = SimConfig(step_seconds=settings.step_seconds, seed=seed,
-                                   interruption_scale=settings.interruption_scale)
-                results = {**run_strategies(policy.to_k8s(), arrivals, strategies, config),
-                           "oracle": oracle}
+                config = SimConfig(
+                    step_seconds=settings.step_seconds,
+                    seed=seed,
+                    interruption_scale=settings.interruption_scale,
+                )
+                results = {
+                    **run_strategies(policy.to_k8s(), arrivals, strategies, config),
+                    "oracle": oracle,
+                }
                 if on_result is not None:
                     on_result(trace_name, seed, results)
                 summary = summarize(results)["strategies"]
                 for name, result in results.items():
                     summary[name]["violationMinutes"] = round(
-                        sum(result.series.violation) * settings.step_seconds / 60.0, 2)
+                        sum(result.series.violation) * settings.step_seconds / 60.0, 2
+                    )
                 runs.append({"trace": trace_name, "seed": seed, "strategies": summary})
                 bar.advance(task)
     return {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": _cpus()},
-        "settings": {"days": settings.days, "peakRps": settings.peak_rps,
-                     "seeds": list(settings.seeds),
-                     "interruptionScale": settings.interruption_scale,
-                     "stepSeconds": settings.step_seconds, "policy": "policies/shop-knative.yaml",
-                     "traces": list(traces)},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": _cpus(),
+        },
+        "settings": {
+            "days": settings.days,
+            "peakRps": settings.peak_rps,
+            "seeds": list(settings.seeds),
+            "interruptionScale": settings.interruption_scale,
+            "stepSeconds": settings.step_seconds,
+            "policy": "policies/shop-knative.yaml",
+            "traces": list(traces),
+        },
         "runs": runs,
         "aggregate": aggregate(runs),
         "targets": targets(runs),
@@ -131,8 +158,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     names = list(runs[0]["strategies"]) if runs else []
     out: dict[str, dict[str, float]] = {}
     for name in names:
-        vs_hpa = [r["strategies"][name]["cost"] / r["strategies"]["on-demand-hpa"]["cost"]
-                  for r in runs]
+        vs_hpa = [
+            r["strategies"][name]["cost"] / r["strategies"]["on-demand-hpa"]["cost"] for r in runs
+        ]
         vs_oracle = [r["strategies"][name]["costVsOracle"] or 0.0 for r in runs]
         slo = [r["strategies"][name]["sloViolationPct"] for r in runs]
         minutes = [r["strategies"][name]["violationMinutes"] for r in runs]
@@ -145,8 +173,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             "sloViolationPctMean": round(statistics.fmean(slo), 3),
             "sloViolationPctMax": round(max(slo), 3),
             "violationMinutesMean": round(statistics.fmean(minutes), 2),
-            "interruptionsMean": round(statistics.fmean(
-                r["strategies"][name]["interruptions"] for r in runs), 2),
+            "interruptionsMean": round(
+                statistics.fmean(r["strategies"][name]["interruptions"] for r in runs), 2
+            ),
             "wallSecondsMax": round(max(walls), 1),
         }
     return out
@@ -160,22 +189,26 @@ def targets(runs: list[dict[str, Any]]) -> dict[str, Any]:
     per_run = []
     for r in runs:
         m = r["strategies"]
-        per_run.append({
-            "trace": r["trace"], "seed": r["seed"],
-            "costVsOnDemandHpa": round(m[s]["cost"] / m["on-demand-hpa"]["cost"], 4),
-            "sloViolationPct": m[s]["sloViolationPct"],
-            "costVsOracle": m[s]["costVsOracle"],
-            "violationMinutes": m[s]["violationMinutes"],
-            "spotGreedyViolationMinutes": m["spot-greedy"]["violationMinutes"],
-            "costVsSpotGreedy": round(m[s]["cost"] / m["spot-greedy"]["cost"], 4),
-            "wallSeconds": m[s]["wallSeconds"],
-        })
+        per_run.append(
+            {
+                "trace": r["trace"],
+                "seed": r["seed"],
+                "costVsOnDemandHpa": round(m[s]["cost"] / m["on-demand-hpa"]["cost"], 4),
+                "sloViolationPct": m[s]["sloViolationPct"],
+                "costVsOracle": m[s]["costVsOracle"],
+                "violationMinutes": m[s]["violationMinutes"],
+                "spotGreedyViolationMinutes": m["spot-greedy"]["violationMinutes"],
+                "costVsSpotGreedy": round(m[s]["cost"] / m["spot-greedy"]["cost"], 4),
+                "wallSeconds": m[s]["wallSeconds"],
+            }
+        )
     return {
         "costAtMost0.45xOnDemandHpa": all(p["costVsOnDemandHpa"] <= 0.45 for p in per_run),
         "sloViolationAtMost1Pct": all(p["sloViolationPct"] <= 1.0 for p in per_run),
         "costAtMost1.3xOracle": all((p["costVsOracle"] or np.inf) <= 1.3 for p in per_run),
         "fewerViolationMinutesThanSpotGreedy": all(
-            p["violationMinutes"] < p["spotGreedyViolationMinutes"] for p in per_run),
+            p["violationMinutes"] < p["spotGreedyViolationMinutes"] for p in per_run
+        ),
         "costAtMost1.1xSpotGreedy": all(p["costVsSpotGreedy"] <= 1.1 for p in per_run),
         "twoDaySimulationUnder300s": all(p["wallSeconds"] <= 300 for p in per_run),
         "perRun": per_run,

@@ -35,8 +35,34 @@ from spotwise.models.packing import pods_per_node
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 
-_BASE_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192,
-              256, 384, 512, 768, 1024)
+_BASE_GRID = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    8,
+    10,
+    12,
+    16,
+    20,
+    24,
+    32,
+    40,
+    48,
+    64,
+    80,
+    96,
+    128,
+    160,
+    192,
+    256,
+    384,
+    512,
+    768,
+    1024,
+)
 _EPS = 1e-9
 
 
@@ -123,10 +149,22 @@ def workload_tables(w: Workload, headroom: float) -> tuple[IntArray, IntArray, I
         n = np.full(grid.shape, w.min_replicas, dtype=np.int64)
         s = np.zeros(grid.shape, dtype=np.int64)
     else:
-        n = min_replicas(w.usl, concurrency=grid, load_rps=planned, slo_p95_ms=w.slo_p95_ms,
-                         tail_factor=w.tail_factor, limit=limit)
-        s = min_replicas(w.usl, concurrency=grid, load_rps=w.demand_rps,
-                         slo_p95_ms=w.slo_p95_ms, tail_factor=w.tail_factor, limit=limit)
+        n = min_replicas(
+            w.usl,
+            concurrency=grid,
+            load_rps=planned,
+            slo_p95_ms=w.slo_p95_ms,
+            tail_factor=w.tail_factor,
+            limit=limit,
+        )
+        s = min_replicas(
+            w.usl,
+            concurrency=grid,
+            load_rps=w.demand_rps,
+            slo_p95_ms=w.slo_p95_ms,
+            tail_factor=w.tail_factor,
+            limit=limit,
+        )
         n = np.where(n > 0, np.maximum(n, w.min_replicas), -1)
     n = np.where(n > w.max_replicas, -1, n)
     return grid, n.astype(np.int64), s.astype(np.int64)
@@ -148,8 +186,10 @@ def build_tables(problem: Problem) -> Tables:
 
     pools = problem.pools
     ppn = np.array(
-        [[pods_per_node(w.pod, p.instance_type, problem.reserve) for p in pools]
-         for w in problem.workloads],
+        [
+            [pods_per_node(w.pod, p.instance_type, problem.reserve) for p in pools]
+            for w in problem.workloads
+        ],
         dtype=np.int64,
     ).reshape(len(problem.workloads), len(pools))
     price = np.array([p.hourly_price for p in pools], dtype=np.float64)
@@ -166,11 +206,18 @@ def fallback_grid_index(tables: Tables, w: int) -> int:
     with the most throughput per replica at max replicas."""
     wl = tables.problem.workloads[w]
     grid = tables.grids[w]
-    p95 = p95_ms(wl.usl, replicas=wl.max_replicas, concurrency=grid,
-                 load_rps=wl.demand_rps * (1 + tables.problem.constraints.headroom),
-                 tail_factor=wl.tail_factor)
-    return int(np.argmin(np.where(np.isfinite(p95), p95, np.inf))) if np.isfinite(p95).any() \
+    p95 = p95_ms(
+        wl.usl,
+        replicas=wl.max_replicas,
+        concurrency=grid,
+        load_rps=wl.demand_rps * (1 + tables.problem.constraints.headroom),
+        tail_factor=wl.tail_factor,
+    )
+    return (
+        int(np.argmin(np.where(np.isfinite(p95), p95, np.inf)))
+        if np.isfinite(p95).any()
         else int(np.argmax(grid))
+    )
 
 
 def allowed_grid(tables: Tables, w: int) -> list[int]:
@@ -217,8 +264,15 @@ def refresh_predictions(problem: Problem, plan: Plan) -> Plan:
         if wl is None:
             workloads.append(wp)
             continue
-        p95 = float(p95_ms(wl.usl, replicas=wp.replicas, concurrency=wp.concurrency,
-                           load_rps=wl.demand_rps * (1 + headroom), tail_factor=wl.tail_factor))
+        p95 = float(
+            p95_ms(
+                wl.usl,
+                replicas=wp.replicas,
+                concurrency=wp.concurrency,
+                load_rps=wl.demand_rps * (1 + headroom),
+                tail_factor=wl.tail_factor,
+            )
+        )
         workloads.append(replace(wp, predicted_p95_ms=p95))
     return replace(plan, workloads=tuple(workloads))
 
@@ -226,8 +280,9 @@ def refresh_predictions(problem: Problem, plan: Plan) -> Plan:
 def nodes_for(tables: Tables, pods: IntArray) -> IntArray:
     """Nodes each pool needs for `pods` (W, P): the sum of node fractions, rounded up."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(tables.ppn > 0, pods / np.maximum(tables.ppn, 1),
-                        np.where(pods > 0, np.inf, 0))
+        frac = np.where(
+            tables.ppn > 0, pods / np.maximum(tables.ppn, 1), np.where(pods > 0, np.inf, 0)
+        )
     nodes: IntArray = np.ceil(frac.sum(axis=0) - _EPS).astype(np.int64)
     return nodes
 
@@ -251,34 +306,53 @@ def build_plan(
     for w, wl in enumerate(problem.workloads):
         c = int(tables.grids[w][grid_index[w]])
         replicas = int(pods[w].sum())
-        p95 = float(p95_ms(wl.usl, replicas=replicas, concurrency=c,
-                           load_rps=wl.demand_rps * (1 + cons.headroom),
-                           tail_factor=wl.tail_factor))
-        by_pool = tuple((pools[p].name, int(pods[w, p])) for p in range(len(pools))
-                        if pods[w, p] > 0)
+        p95 = float(
+            p95_ms(
+                wl.usl,
+                replicas=replicas,
+                concurrency=c,
+                load_rps=wl.demand_rps * (1 + cons.headroom),
+                tail_factor=wl.tail_factor,
+            )
+        )
+        by_pool = tuple(
+            (pools[p].name, int(pods[w, p])) for p in range(len(pools)) if pods[w, p] > 0
+        )
         wplans.append(WorkloadPlan(wl.name, replicas, c, p95, by_pool))
     node_counts = tuple(
         NodeCount(pools[p].instance_type.name, pools[p].capacity_type, int(nodes[p]))
-        for p in range(len(pools)) if nodes[p] > 0
+        for p in range(len(pools))
+        if nodes[p] > 0
     )
     cost = float((nodes * tables.price).sum())
-    interruptions = float(sum(int(nodes[p]) * pools[p].interruptions_per_hour
-                              for p in range(len(pools))))
+    interruptions = float(
+        sum(int(nodes[p]) * pools[p].interruptions_per_hour for p in range(len(pools)))
+    )
     draft = Plan(
-        engine=engine, feasible=True, over_budget=False, hourly_cost=round(cost, 6),
-        workloads=tuple(wplans), nodes=node_counts,
+        engine=engine,
+        feasible=True,
+        over_budget=False,
+        hourly_cost=round(cost, 6),
+        workloads=tuple(wplans),
+        nodes=node_counts,
         capacity_after_worst_pool_loss=capacity_after_worst_pool_loss(tables, pods),
-        expected_interruptions_per_hour=interruptions, solve_seconds=solve_seconds,
+        expected_interruptions_per_hour=interruptions,
+        solve_seconds=solve_seconds,
     )
     problems = check_plan(problem, draft)
     over_budget = any(p.startswith("budget:") for p in problems)
     hard = [p for p in problems if not p.startswith("budget:")]
     reasons = tuple(notes) + tuple(problems)
     return Plan(
-        engine=engine, feasible=not hard, over_budget=over_budget,
-        hourly_cost=draft.hourly_cost, workloads=draft.workloads, nodes=node_counts,
+        engine=engine,
+        feasible=not hard,
+        over_budget=over_budget,
+        hourly_cost=draft.hourly_cost,
+        workloads=draft.workloads,
+        nodes=node_counts,
         capacity_after_worst_pool_loss=draft.capacity_after_worst_pool_loss,
-        expected_interruptions_per_hour=interruptions, solve_seconds=solve_seconds,
+        expected_interruptions_per_hour=interruptions,
+        solve_seconds=solve_seconds,
         reasons=reasons,
     )
 
@@ -318,17 +392,29 @@ def check_plan(problem: Problem, plan: Plan) -> list[str]:
         if total != wp.replicas:
             out.append(f"{wl.name}: pods by pool add up to {total}, not {wp.replicas} replicas")
         if not wl.min_replicas <= wp.replicas <= wl.max_replicas:
-            out.append(f"{wl.name}: {wp.replicas} replicas outside [{wl.min_replicas}, "
-                       f"{wl.max_replicas}]")
+            out.append(
+                f"{wl.name}: {wp.replicas} replicas outside [{wl.min_replicas}, {wl.max_replicas}]"
+            )
         if not wl.min_concurrency <= wp.concurrency <= wl.max_concurrency:
-            out.append(f"{wl.name}: concurrency {wp.concurrency} outside "
-                       f"[{wl.min_concurrency}, {wl.max_concurrency}]")
+            out.append(
+                f"{wl.name}: concurrency {wp.concurrency} outside "
+                f"[{wl.min_concurrency}, {wl.max_concurrency}]"
+            )
         planned = wl.demand_rps * (1 + cons.headroom)
-        p95 = float(p95_ms(wl.usl, replicas=wp.replicas, concurrency=wp.concurrency,
-                           load_rps=planned, tail_factor=wl.tail_factor))
+        p95 = float(
+            p95_ms(
+                wl.usl,
+                replicas=wp.replicas,
+                concurrency=wp.concurrency,
+                load_rps=planned,
+                tail_factor=wl.tail_factor,
+            )
+        )
         if wl.demand_rps > 0 and p95 > wl.slo_p95_ms * (1 + 1e-9):
-            out.append(f"{wl.name}: predicted p95 {_ms(p95)} over the {wl.slo_p95_ms:g} ms SLO "
-                       f"at {planned:.4g} rps")
+            out.append(
+                f"{wl.name}: predicted p95 {_ms(p95)} over the {wl.slo_p95_ms:g} ms SLO "
+                f"at {planned:.4g} rps"
+            )
         spot_pods = 0
         spot_by_pool: dict[str, int] = {}
         for pool_name, n in wp.pods_by_pool:
@@ -349,34 +435,51 @@ def check_plan(problem: Problem, plan: Plan) -> list[str]:
         if wp.replicas > 0:
             on_demand = wp.replicas - spot_pods
             if on_demand < cons.on_demand_min_share * wp.replicas - _EPS:
-                out.append(f"{wl.name}: {on_demand}/{wp.replicas} on-demand, under the "
-                           f"{cons.on_demand_min_share:g} minimum share")
+                out.append(
+                    f"{wl.name}: {on_demand}/{wp.replicas} on-demand, under the "
+                    f"{cons.on_demand_min_share:g} minimum share"
+                )
             if spot_pods > cons.spot_max_share * wp.replicas + _EPS:
-                out.append(f"{wl.name}: {spot_pods}/{wp.replicas} on spot, over the "
-                           f"{cons.spot_max_share:g} maximum share")
+                out.append(
+                    f"{wl.name}: {spot_pods}/{wp.replicas} on spot, over the "
+                    f"{cons.spot_max_share:g} maximum share"
+                )
             for pool_name, n in spot_by_pool.items():
                 if n > cons.spot_max_pool_share * wp.replicas + _EPS:
-                    out.append(f"{wl.name}: {n}/{wp.replicas} in {pool_name}, over the "
-                               f"{cons.spot_max_pool_share:g} maximum pool share")
+                    out.append(
+                        f"{wl.name}: {n}/{wp.replicas} in {pool_name}, over the "
+                        f"{cons.spot_max_pool_share:g} maximum pool share"
+                    )
             if cons.survive_pool_loss and spot_by_pool and wl.demand_rps > 0:
                 worst_pool, lost = max(spot_by_pool.items(), key=lambda kv: kv[1])
                 left = wp.replicas - lost
-                p95_left = float(p95_ms(wl.usl, replicas=left, concurrency=wp.concurrency,
-                                        load_rps=wl.demand_rps, tail_factor=wl.tail_factor))
+                p95_left = float(
+                    p95_ms(
+                        wl.usl,
+                        replicas=left,
+                        concurrency=wp.concurrency,
+                        load_rps=wl.demand_rps,
+                        tail_factor=wl.tail_factor,
+                    )
+                )
                 if p95_left > wl.slo_p95_ms * (1 + 1e-9):
-                    out.append(f"{wl.name}: losing {worst_pool} leaves {left} replicas with "
-                               f"p95 {_ms(p95_left)} over the SLO")
+                    out.append(
+                        f"{wl.name}: losing {worst_pool} leaves {left} replicas with "
+                        f"p95 {_ms(p95_left)} over the SLO"
+                    )
     for pool_name, frac in load.items():
         have = nodes_by_pool.get(pool_name, 0)
         if have > cons.max_nodes_per_pool:
             out.append(f"nodes: {have} in {pool_name}, over the {cons.max_nodes_per_pool} limit")
         if frac > have + 1e-6:
-            out.append(f"nodes: pods in {pool_name} need {math.ceil(frac - 1e-6)} nodes, "
-                       f"plan has {have}")
+            out.append(
+                f"nodes: pods in {pool_name} need {math.ceil(frac - 1e-6)} nodes, plan has {have}"
+            )
     od_nodes = sum(n.count for n in plan.nodes if n.capacity_type is CapacityType.ON_DEMAND)
     if od_nodes < cons.on_demand_min_nodes:
-        out.append(f"nodes: {od_nodes} on-demand nodes, under the minimum of "
-                   f"{cons.on_demand_min_nodes}")
+        out.append(
+            f"nodes: {od_nodes} on-demand nodes, under the minimum of {cons.on_demand_min_nodes}"
+        )
     cost = sum(n.count * pools[n.pool].hourly_price for n in plan.nodes if n.pool in pools)
     if abs(cost - plan.hourly_cost) > 1e-4 * max(1.0, cost):
         out.append(f"cost: plan says ${plan.hourly_cost:.4f}/h, its nodes cost ${cost:.4f}/h")

@@ -64,8 +64,9 @@ class Assignment:
 class ExactEngine:
     name = "exact"
 
-    def __init__(self, time_budget_seconds: float = 10.0, churn_weight: float = 0.0,
-                 **_: object) -> None:
+    def __init__(
+        self, time_budget_seconds: float = 10.0, churn_weight: float = 0.0, **_: object
+    ) -> None:
         self.time_budget_seconds = time_budget_seconds
         # Hours of a node's price charged per node added or removed against a warm start.
         self.churn_weight = churn_weight
@@ -83,25 +84,42 @@ class ExactEngine:
             for node in warm_start.nodes:
                 if node.pool in index:
                     previous[index[node.pool]] = node.count
-        result = solve_tables(tables, budget=problem.constraints.max_hourly_cost,
-                              time_limit=self.time_budget_seconds, previous=previous,
-                              churn_weight=self.churn_weight)
+        result = solve_tables(
+            tables,
+            budget=problem.constraints.max_hourly_cost,
+            time_limit=self.time_budget_seconds,
+            previous=previous,
+            churn_weight=self.churn_weight,
+        )
         if result.assignment is None and problem.constraints.max_hourly_cost is not None:
             # No plan meets the SLO within budget: the cheapest SLO-meeting one, marked.
-            result = solve_tables(tables, budget=None, time_limit=self.time_budget_seconds,
-                                  previous=previous, churn_weight=self.churn_weight)
+            result = solve_tables(
+                tables,
+                budget=None,
+                time_limit=self.time_budget_seconds,
+                previous=previous,
+                churn_weight=self.churn_weight,
+            )
         if result.assignment is not None:
             assignment = result.assignment
             if not result.optimal:
                 notes.append("time budget reached before the optimum was proven")
         else:
-            notes.append("no placement satisfies the node rules; showing the closest plan"
-                         if result.infeasible else
-                         "time budget reached before any plan was found; showing the closest")
+            notes.append(
+                "no placement satisfies the node rules; showing the closest plan"
+                if result.infeasible
+                else "time budget reached before any plan was found; showing the closest"
+            )
             assignment = _fallback_assignment(tables)
-        return build_plan(tables, self.name, assignment.grid_index, assignment.pods,
-                          assignment.nodes, solve_seconds=time.perf_counter() - started,
-                          notes=tuple(notes))
+        return build_plan(
+            tables,
+            self.name,
+            assignment.grid_index,
+            assignment.pods,
+            assignment.nodes,
+            solve_seconds=time.perf_counter() - started,
+            notes=tuple(notes),
+        )
 
 
 @register("exact")
@@ -120,8 +138,9 @@ def dominated_on_demand(tables: Tables) -> NDArray[np.bool_]:
     problem = tables.problem
     # The move is only always possible when the dominator has room for it: when even
     # one node per pod of every workload stays under the per-pool node cap.
-    most_nodes = sum(w.max_replicas for w in problem.workloads) + \
-        problem.constraints.on_demand_min_nodes
+    most_nodes = (
+        sum(w.max_replicas for w in problem.workloads) + problem.constraints.on_demand_min_nodes
+    )
     if most_nodes > problem.constraints.max_nodes_per_pool:
         return out
     fits = np.where(tables.usable, tables.ppn, 0)
@@ -146,8 +165,14 @@ class Outcome:
     infeasible: bool
 
 
-def solve_tables(tables: Tables, *, budget: float | None, time_limit: float,
-                 previous: FloatArray | None = None, churn_weight: float = 0.0) -> Outcome:
+def solve_tables(
+    tables: Tables,
+    *,
+    budget: float | None,
+    time_limit: float,
+    previous: FloatArray | None = None,
+    churn_weight: float = 0.0,
+) -> Outcome:
     """The cost-minimal assignment and whether optimality was proven; with `previous`
     node counts, each node added or removed also costs `churn_weight` hours of its price."""
     problem = tables.problem
@@ -211,12 +236,21 @@ def solve_tables(tables: Tables, *, budget: float | None, time_limit: float,
         rows.add({c: 1.0 for c in y_cols[w].values()}, 1.0, 1.0)
         rows.add({**{c: 1.0 for _, c in mine}, total: -1.0}, 0.0, 0.0)
         # replicas >= what the chosen limit needs
-        rows.add({total: 1.0, **{c: -float(effective_need(tables, w, g))
-                                 for g, c in y_cols[w].items()}}, 0.0, np.inf)
+        rows.add(
+            {total: 1.0, **{c: -float(effective_need(tables, w, g)) for g, c in y_cols[w].items()}},
+            0.0,
+            np.inf,
+        )
         spot = [c for p, c in mine if tables.is_spot[p]]
         if cons.on_demand_min_share > 0:
-            rows.add({**{c: 1.0 for p, c in mine if not tables.is_spot[p]},
-                      total: -cons.on_demand_min_share}, 0.0, np.inf)
+            rows.add(
+                {
+                    **{c: 1.0 for p, c in mine if not tables.is_spot[p]},
+                    total: -cons.on_demand_min_share,
+                },
+                0.0,
+                np.inf,
+            )
         if spot and cons.spot_max_share < 1:
             rows.add({**{c: 1.0 for c in spot}, total: -cons.spot_max_share}, -np.inf, 0.0)
         if not spot:
@@ -227,10 +261,15 @@ def solve_tables(tables: Tables, *, budget: float | None, time_limit: float,
         if cons.spot_max_pool_share < 1:
             rows.add({biggest: 1.0, total: -cons.spot_max_pool_share}, -np.inf, 0.0)
         if cons.survive_pool_loss and wl.demand_rps > 0:
-            rows.add({total: 1.0, biggest: -1.0,
-                      **{yc: -float(survive_need(tables, w, g))
-                         for g, yc in y_cols[w].items()}},
-                     0.0, np.inf)
+            rows.add(
+                {
+                    total: 1.0,
+                    biggest: -1.0,
+                    **{yc: -float(survive_need(tables, w, g)) for g, yc in y_cols[w].items()},
+                },
+                0.0,
+                np.inf,
+            )
     for p in range(n_p):
         fit: dict[int, float] = {n_cols[p]: -1.0}
         for w in range(n_w):
@@ -238,8 +277,11 @@ def solve_tables(tables: Tables, *, budget: float | None, time_limit: float,
                 fit[r_cols[(w, p)]] = 1.0 / float(tables.ppn[w, p])
         rows.add(fit, -np.inf, 1e-9)
     if cons.on_demand_min_nodes > 0:
-        rows.add({n_cols[p]: 1.0 for p in range(n_p) if not tables.is_spot[p]},
-                 float(cons.on_demand_min_nodes), np.inf)
+        rows.add(
+            {n_cols[p]: 1.0 for p in range(n_p) if not tables.is_spot[p]},
+            float(cons.on_demand_min_nodes),
+            np.inf,
+        )
     if budget is not None:
         rows.add({n_cols[p]: float(tables.price[p]) for p in range(n_p)}, -np.inf, budget)
     if churn_cols and previous is not None:
@@ -263,8 +305,7 @@ def solve_tables(tables: Tables, *, budget: float | None, time_limit: float,
     for (w, p), c in r_cols.items():
         pods[w, p] = x[c]
     nodes = np.maximum(np.array([x[c] for c in n_cols], dtype=np.int64), nodes_for(tables, pods))
-    return Outcome(Assignment(grid_index, pods, nodes), optimal=res.status == 0,
-                   infeasible=False)
+    return Outcome(Assignment(grid_index, pods, nodes), optimal=res.status == 0, infeasible=False)
 
 
 def _fallback_assignment(tables: Tables) -> Assignment:

@@ -80,8 +80,9 @@ class _Space:
     """The genome layout for one problem and the decoder that turns genomes into
     placements, restricted to the candidate pools."""
 
-    def __init__(self, tables: Tables, pools: list[int], churn_weight: float,
-                 previous_nodes: IntArray | None) -> None:
+    def __init__(
+        self, tables: Tables, pools: list[int], churn_weight: float, previous_nodes: IntArray | None
+    ) -> None:
         problem = tables.problem
         cons = problem.constraints
         self.tables = tables
@@ -89,11 +90,19 @@ class _Space:
         self.n_w = tables.n_workloads
         self.n_c = len(self.pools)
         self.grid = [np.array(allowed_grid(tables, w), dtype=np.int64) for w in range(self.n_w)]
-        self.need = [np.array([effective_need(tables, w, int(g)) for g in self.grid[w]])
-                     for w in range(self.n_w)]
+        self.need = [
+            np.array([effective_need(tables, w, int(g)) for g in self.grid[w]])
+            for w in range(self.n_w)
+        ]
         self.survive = [
-            np.array([survive_need(tables, w, int(g)) if cons.survive_pool_loss
-                      and problem.workloads[w].demand_rps > 0 else 0 for g in self.grid[w]])
+            np.array(
+                [
+                    survive_need(tables, w, int(g))
+                    if cons.survive_pool_loss and problem.workloads[w].demand_rps > 0
+                    else 0
+                    for g in self.grid[w]
+                ]
+            )
             for w in range(self.n_w)
         ]
         self.max_rep = np.array([w.max_replicas for w in problem.workloads], dtype=np.int64)
@@ -105,15 +114,30 @@ class _Space:
         self.rate = np.array([problem.pools[p].interruptions_per_hour for p in self.pools])
         per_pod = np.where(self.usable, self.price * self.frac, np.inf)
         # Pools in the order the decoder fills them: cheapest pod first, per workload.
-        self.spot_order = [[int(p) for p in np.argsort(per_pod[w], kind="stable")
-                            if self.spot[p] and self.usable[w, p]] for w in range(self.n_w)]
-        self.od_order = [[int(p) for p in np.argsort(per_pod[w], kind="stable")
-                          if not self.spot[p] and self.usable[w, p]] for w in range(self.n_w)]
+        self.spot_order = [
+            [
+                int(p)
+                for p in np.argsort(per_pod[w], kind="stable")
+                if self.spot[p] and self.usable[w, p]
+            ]
+            for w in range(self.n_w)
+        ]
+        self.od_order = [
+            [
+                int(p)
+                for p in np.argsort(per_pod[w], kind="stable")
+                if not self.spot[p] and self.usable[w, p]
+            ]
+            for w in range(self.n_w)
+        ]
         # The most constrained workloads first (fewest pools they fit), then big pods
         # first, as in first-fit decreasing: small pods fill in around them.
         fits = self.usable.sum(axis=1)
-        size = (np.where(self.usable, self.frac, 0).sum(axis=1) / np.maximum(fits, 1)
-                if self.n_c else np.zeros(self.n_w))
+        size = (
+            np.where(self.usable, self.frac, 0).sum(axis=1) / np.maximum(fits, 1)
+            if self.n_c
+            else np.zeros(self.n_w)
+        )
         self.workload_order = [int(w) for w in np.lexsort((-size, fits))]
         od = np.flatnonzero(~self.spot)
         self.cheapest_od = int(od[np.argmin(self.price[od])]) if od.size else -1
@@ -127,7 +151,7 @@ class _Space:
 
     def split(self, genomes: IntArray) -> tuple[IntArray, IntArray, IntArray]:
         w = self.n_w
-        return genomes[:, :w], genomes[:, w:2 * w], genomes[:, 2 * w:]
+        return genomes[:, :w], genomes[:, w : 2 * w], genomes[:, 2 * w :]
 
     # -- decoding -------------------------------------------------------------------
 
@@ -149,8 +173,9 @@ class _Space:
         for w in self.workload_order:
             total = replicas[:, w]
             od_min = np.ceil(cons.on_demand_min_share * total - _EPS).astype(np.int64)
-            spot_max = np.minimum(np.floor(cons.spot_max_share * total + _EPS).astype(np.int64),
-                                  total - od_min)
+            spot_max = np.minimum(
+                np.floor(cons.spot_max_share * total + _EPS).astype(np.int64), total - od_min
+            )
             cap = np.floor(cons.spot_max_pool_share * total + _EPS).astype(np.int64)
             if cons.survive_pool_loss:
                 cap = np.minimum(cap, np.maximum(total - self.survive[w][g[:, w]], 0))
@@ -168,13 +193,23 @@ class _Space:
         if self.cheapest_od >= 0:
             short = cons.on_demand_min_nodes - nodes[:, ~self.spot].sum(axis=1)
             nodes[:, self.cheapest_od] += np.maximum(short, 0)
-        extra_run = np.stack([replicas[:, w] - self.need[w][g[:, w]] for w in range(self.n_w)],
-                             axis=1) if self.n_w else extra
+        extra_run = (
+            np.stack([replicas[:, w] - self.need[w][g[:, w]] for w in range(self.n_w)], axis=1)
+            if self.n_w
+            else extra
+        )
         repaired = np.concatenate([g, extra_run, nodes], axis=1)
         return Decoded(repaired, g, pods, nodes, missing_total)
 
-    def _place(self, w: int, placed: IntArray, room: FloatArray, order: Sequence[int],
-               amount: IntArray, cap: IntArray | None) -> None:
+    def _place(
+        self,
+        w: int,
+        placed: IntArray,
+        room: FloatArray,
+        order: Sequence[int],
+        amount: IntArray,
+        cap: IntArray | None,
+    ) -> None:
         """Put up to `amount` pods of w into the free room of pools in `order`."""
         left = np.maximum(amount, 0)
         for p in order:
@@ -188,8 +223,16 @@ class _Space:
             room[:, p] -= t * self.frac[w, p]
             left -= t
 
-    def _buy(self, w: int, placed: IntArray, room: FloatArray, bought: IntArray,
-             missing: IntArray, spot_max: IntArray, cap: IntArray) -> IntArray:
+    def _buy(
+        self,
+        w: int,
+        placed: IntArray,
+        room: FloatArray,
+        bought: IntArray,
+        missing: IntArray,
+        spot_max: IntArray,
+        cap: IntArray,
+    ) -> IntArray:
         """New nodes for pods that found no room: per genome the single pool that hosts
         all of them for the least, where the share rules allow them all there."""
         m = missing[:, None].astype(np.float64)
@@ -223,10 +266,12 @@ class _Space:
         second = self.decode(first.genomes)
         fit2, _, risk2 = self.score(second)
         keep_repaired = fit2 <= fit1 + 1e-12
-        kept = np.where(keep_repaired[:, None], first.genomes,
-                        np.asarray(genomes, dtype=np.int64).reshape(first.genomes.shape))
-        return (kept, np.where(keep_repaired, fit2, fit1),
-                np.where(keep_repaired, risk2, risk1))
+        kept = np.where(
+            keep_repaired[:, None],
+            first.genomes,
+            np.asarray(genomes, dtype=np.int64).reshape(first.genomes.shape),
+        )
+        return (kept, np.where(keep_repaired, fit2, fit1), np.where(keep_repaired, risk2, risk1))
 
     # -- fitness --------------------------------------------------------------------
 
@@ -299,8 +344,9 @@ def _unwind_unbounded(last: IntArray, ppn: IntArray, pods: int) -> IntArray:
     return out
 
 
-def _cover_capped(ppn: IntArray, price: FloatArray, upto: int, cap: int
-                  ) -> tuple[FloatArray, list[IntArray]]:
+def _cover_capped(
+    ppn: IntArray, price: FloatArray, upto: int, cap: int
+) -> tuple[FloatArray, list[IntArray]]:
     """Cheapest way to host 0..upto pods with at most `cap` pods in any one pool: a
     knapsack over pools, each taken once with 0..cap pods."""
     cost = np.full(upto + 1, np.inf)
@@ -310,8 +356,9 @@ def _cover_capped(ppn: IntArray, price: FloatArray, upto: int, cap: int
     s = np.arange(upto + 1)
     for i in range(len(ppn)):
         k_cost = price[i] * np.ceil(ks / ppn[i])
-        prev = np.where(s[:, None] - ks[None, :] >= 0,
-                        cost[np.maximum(s[:, None] - ks[None, :], 0)], np.inf)
+        prev = np.where(
+            s[:, None] - ks[None, :] >= 0, cost[np.maximum(s[:, None] - ks[None, :], 0)], np.inf
+        )
         total = prev + k_cost[None, :]
         k_best = np.argmin(total, axis=1)
         cost = total[s, k_best]
@@ -340,8 +387,10 @@ def dp_placement(space: _Space, w: int, g: int) -> tuple[IntArray, float]:
     od_idx = np.array(space.od_order[w], dtype=np.int64)
     spot_idx = np.array(space.spot_order[w], dtype=np.int64)
     od_cost, od_last = _cover_unbounded(space.ppn[w, od_idx], space.price[od_idx], top)
-    totals = sorted({t for t in (need + d for d in range(0, 8)) if t <= top}
-                    | {min(top, int(need * f)) for f in (1.25, 1.5, 2.0)})
+    totals = sorted(
+        {t for t in (need + d for d in range(0, 8)) if t <= top}
+        | {min(top, int(need * f)) for f in (1.25, 1.5, 2.0)}
+    )
     best = (np.inf, np.zeros(space.n_c, dtype=np.int64))
     spot_free: tuple[FloatArray, IntArray] | None = None
     for t in totals:
@@ -359,8 +408,9 @@ def dp_placement(space: _Space, w: int, g: int) -> tuple[IntArray, float]:
             spot_cost = spot_free[0][: spot_max + 1]
             capped = None
         elif spot_max > 0:
-            spot_cost, capped = _cover_capped(space.ppn[w, spot_idx], space.price[spot_idx],
-                                              spot_max, cap)
+            spot_cost, capped = _cover_capped(
+                space.ppn[w, spot_idx], space.price[spot_idx], spot_max, cap
+            )
         else:
             spot_cost, capped = np.zeros(1), None
         split = np.arange(len(spot_cost))
@@ -394,9 +444,10 @@ def spread_seeds(space: _Space, grid: Sequence[int]) -> list[list[int]]:
     load = (need[:, None] * share).sum(axis=0)  # nodes each pool would need for everything
     per_node = np.where(np.isfinite(load), space.price * load, np.inf)
     od_pool = int(od[np.argmin(per_node[od])])
-    ranked = [int(p) for p in spot[np.argsort(per_node[spot], kind="stable")]
-              if np.isfinite(per_node[p])]
-    seeds = []
+    ranked = [
+        int(p) for p in spot[np.argsort(per_node[spot], kind="stable")] if np.isfinite(per_node[p])
+    ]
+    seeds: list[list[int]] = []
     for k in (2, 3, 4):
         pools = ranked[:k]
         if len(pools) < 2:
@@ -414,9 +465,12 @@ def spread_seeds(space: _Space, grid: Sequence[int]) -> list[list[int]]:
                 if cons.survive_pool_loss:
                     cap = min(cap, max(t - surv, 0))
                 s = max(0, min(spot_max, cap * len(usable)))
-                cost = ((t - s) * space.price[od_pool] * space.frac[w, od_pool]
-                        + s * float(np.mean([space.price[p] * space.frac[w, p]
-                                             for p in usable])) if usable else np.inf)
+                cost = (
+                    (t - s) * space.price[od_pool] * space.frac[w, od_pool]
+                    + s * float(np.mean([space.price[p] * space.frac[w, p] for p in usable]))
+                    if usable
+                    else np.inf
+                )
                 if best is None or cost < best[0] - 1e-12:
                     best = (cost, t, s)
             if best is None:
@@ -444,8 +498,9 @@ def candidate_pools(tables: Tables, per_type: int = 6, extra: Sequence[int] = ()
     for w in range(tables.n_workloads):
         needs = [effective_need(tables, w, g) for g in allowed_grid(tables, w)]
         n = max(1, min(needs))
-        sizes = sorted({1, 2, 3, 4, max(1, n // 4), max(1, n // 2), max(1, (3 * n) // 4), n,
-                        max(1, n - 1)})
+        sizes = sorted(
+            {1, 2, 3, 4, max(1, n // 4), max(1, n // 2), max(1, (3 * n) // 4), n, max(1, n - 1)}
+        )
         for is_spot, k in ((False, per_type), (True, spot_needed)):
             ok = np.flatnonzero((tables.is_spot == is_spot) & tables.usable[w])
             if not ok.size:
@@ -458,8 +513,13 @@ def candidate_pools(tables: Tables, per_type: int = 6, extra: Sequence[int] = ()
                 chosen.update(int(p) for p in ok[np.argsort(hosting, kind="stable")[:2]])
     # Workloads share nodes: also the cheapest hosts of the combined load, and of parts
     # of it, counted in node fractions.
-    least = np.array([max(1, min(effective_need(tables, w, g) for g in allowed_grid(tables, w)))
-                      for w in range(tables.n_workloads)], dtype=np.float64)
+    least = np.array(
+        [
+            max(1, min(effective_need(tables, w, g) for g in allowed_grid(tables, w)))
+            for w in range(tables.n_workloads)
+        ],
+        dtype=np.float64,
+    )
     fits_all = tables.usable.all(axis=0) if tables.n_workloads else np.zeros(0, dtype=bool)
     with np.errstate(divide="ignore"):
         node_share = np.where(tables.usable, 1.0 / np.maximum(tables.ppn, 1), np.inf)
@@ -525,12 +585,21 @@ class GeneticEngine:
             for node in warm_start.nodes:
                 if node.pool in index:
                     previous_nodes[index[node.pool]] = node.count
-        extra = sorted({int(p) for s in seeds for p in np.flatnonzero(np.asarray(s.pods).sum(0))}
-                       | ({int(p) for p in np.flatnonzero(previous_nodes)}
-                          if previous_nodes is not None else set()))
+        extra = sorted(
+            {int(p) for s in seeds for p in np.flatnonzero(np.asarray(s.pods).sum(0))}
+            | (
+                {int(p) for p in np.flatnonzero(previous_nodes)}
+                if previous_nodes is not None
+                else set()
+            )
+        )
         extra = [p for p in extra if problem.pools[p].name not in problem.shunned_pools]
-        space = _Space(tables, candidate_pools(tables, self.pools_per_type, extra),
-                       self.churn_weight, previous_nodes)
+        space = _Space(
+            tables,
+            candidate_pools(tables, self.pools_per_type, extra),
+            self.churn_weight,
+            previous_nodes,
+        )
         run_seed = seed if seed is not None else (self.seed if self.seed is not None else 0)
         with _LOCK:
             state = random.getstate()
@@ -540,15 +609,25 @@ class GeneticEngine:
             finally:
                 random.setstate(state)
         grid_index, pods, nodes = space.to_problem_arrays(best)
-        notes = (f"evolved {self.last_generations} generations of {self.population} over "
-                 f"{space.n_c} candidate pools",)
-        return build_plan(tables, self.name, grid_index, pods, nodes,
-                          solve_seconds=time.perf_counter() - started, notes=notes)
+        notes = (
+            f"evolved {self.last_generations} generations of {self.population} over "
+            f"{space.n_c} candidate pools",
+        )
+        return build_plan(
+            tables,
+            self.name,
+            grid_index,
+            pods,
+            nodes,
+            solve_seconds=time.perf_counter() - started,
+            notes=notes,
+        )
 
     # -- evolution ------------------------------------------------------------------
 
-    def _evolve(self, space: _Space, seeds: Sequence[Proposal], rng: np.random.Generator,
-                started: float) -> list[int]:
+    def _evolve(
+        self, space: _Space, seeds: Sequence[Proposal], rng: np.random.Generator, started: float
+    ) -> list[int]:
         multi = self.objectives == "cost-risk"
         genome_cls: Any = creator.SpotwiseGenomeCostRisk if multi else creator.SpotwiseGenomeCost
         toolbox = base.Toolbox()
@@ -570,8 +649,11 @@ class GeneticEngine:
         for _gen in range(self.generations):
             if time.perf_counter() > deadline or (not multi and stale >= self.patience):
                 break
-            parents = (tools.selTournamentDCD(pop, len(pop) - len(pop) % 4) if multi
-                       else toolbox.select(pop, len(pop)))
+            parents = (
+                tools.selTournamentDCD(pop, len(pop) - len(pop) % 4)
+                if multi
+                else toolbox.select(pop, len(pop))
+            )
             offspring = [genome_cls(p) for p in parents]
             for a, b in zip(offspring[::2], offspring[1::2], strict=False):
                 if random.random() < 0.6:
@@ -581,8 +663,11 @@ class GeneticEngine:
                     toolbox.mutate(child)
             self._evaluate(space, offspring, multi)
             # (mu + lambda): parents compete with their children, so the best never drops.
-            pop = (toolbox.select(pop + offspring, self.population) if multi
-                   else _best(pop + offspring, self.population))
+            pop = (
+                toolbox.select(pop + offspring, self.population)
+                if multi
+                else _best(pop + offspring, self.population)
+            )
             hall.update(pop)
             self.last_generations += 1
             if hall[0].fitness.values[0] < best_seen - 1e-9:
@@ -603,21 +688,29 @@ class GeneticEngine:
                 best, best_fit = polished, fit
         return best
 
-    def _initial(self, space: _Space, seeds: Sequence[Proposal],
-                 rng: np.random.Generator) -> IntArray:
+    def _initial(
+        self, space: _Space, seeds: Sequence[Proposal], rng: np.random.Generator
+    ) -> IntArray:
         rows: list[list[int]] = [space.from_proposal(s) for s in seeds]
         # Constructive seeds: each workload on its own nodes as cheaply as possible (its
         # best limit, then every limit); the decoder then lets them share.
-        placed = [[dp_placement(space, w, g) for g in range(len(space.grid[w]))]
-                  for w in range(space.n_w)]
+        placed = [
+            [dp_placement(space, w, g) for g in range(len(space.grid[w]))] for w in range(space.n_w)
+        ]
         best_g = [int(np.argmin([c for _, c in placed[w]])) for w in range(space.n_w)]
-        combos = [best_g] + [[min(gi, len(space.grid[w]) - 1) for w in range(space.n_w)]
-                             for gi in range(max((len(gr) for gr in space.grid), default=1))]
+        combos = [best_g] + [
+            [min(gi, len(space.grid[w]) - 1) for w in range(space.n_w)]
+            for gi in range(max((len(gr) for gr in space.grid), default=1))
+        ]
         for gs in combos:
             pods = np.array([placed[w][gs[w]][0] for w in range(space.n_w)], dtype=np.int64)
             pods = pods.reshape(space.n_w, space.n_c)
-            rows.append(space.genome_from([int(space.tables.grids[w][space.grid[w][gs[w]]])
-                                           for w in range(space.n_w)], pods))
+            rows.append(
+                space.genome_from(
+                    [int(space.tables.grids[w][space.grid[w][gs[w]]]) for w in range(space.n_w)],
+                    pods,
+                )
+            )
             # The same pods, each workload on nodes of its own: more room to repack.
             own = np.ceil(pods * space.frac - _ROOM_EPS).sum(axis=0).astype(np.int64)
             rows.append(rows[-1][: 2 * space.n_w] + [int(v) for v in own])
@@ -627,8 +720,9 @@ class GeneticEngine:
         while len(rows) < self.population:
             g = [int(rng.integers(len(space.grid[w]))) for w in range(space.n_w)]
             nodes = np.zeros(space.n_c, dtype=np.int64)
-            picks = rng.choice(space.n_c, size=min(space.n_c, int(rng.integers(1, 4))),
-                               replace=False)
+            picks = rng.choice(
+                space.n_c, size=min(space.n_c, int(rng.integers(1, 4))), replace=False
+            )
             nodes[picks] = rng.integers(1, 4, size=picks.size)
             rows.append(g + [0] * space.n_w + [int(v) for v in nodes])
         return space.decode(np.array(rows, dtype=np.int64)).genomes
@@ -653,7 +747,7 @@ def _neighbours(space: _Space, genome: Sequence[int]) -> IntArray:
     pools, a pool emptied, a limit or the extra replicas one step over."""
     n_w, n_c = space.n_w, space.n_c
     row0 = np.asarray(genome, dtype=np.int64)
-    nodes = row0[2 * n_w:]
+    nodes = row0[2 * n_w :]
     out: list[IntArray] = []
 
     def variant(**changes: int) -> None:
@@ -688,8 +782,9 @@ def _neighbours(space: _Space, genome: Sequence[int]) -> IntArray:
     return np.array(out, dtype=np.int64).reshape(-1, space.length)
 
 
-def local_search(space: _Space, genome: Sequence[int], deadline: float,
-                 max_rounds: int = 40) -> tuple[list[int], float]:
+def local_search(
+    space: _Space, genome: Sequence[int], deadline: float, max_rounds: int = 40
+) -> tuple[list[int], float]:
     """Steepest descent over `_neighbours`, each round decoded and scored as one batch."""
     start, fit0, _ = space.settle(np.array([genome], dtype=np.int64))
     best, best_fit = start[0], float(fit0[0])

@@ -76,8 +76,9 @@ def p95_ms(
     n = np.asarray(replicas, dtype=np.float64)
     load = np.asarray(load_rps, dtype=np.float64)
     per_replica = np.where(n > 0, load / np.maximum(n, 1.0), np.inf)
-    mean = mean_response_seconds(usl, np.where(np.isfinite(per_replica), per_replica, 0.0),
-                                 concurrency)
+    mean = mean_response_seconds(
+        usl, np.where(np.isfinite(per_replica), per_replica, 0.0), concurrency
+    )
     mean = np.where(np.isfinite(per_replica) | (load <= 0), mean, np.inf)
     return 1000.0 * tail_factor * mean
 

@@ -45,8 +45,9 @@ def kubelet_reserved_memory_gib(instance_type: InstanceType) -> float:
 
 def allocatable(instance_type: InstanceType, reserve: NodeReserve) -> Resources:
     cpu = instance_type.vcpu - kubelet_reserved_cpu(instance_type.vcpu) - reserve.cpu
-    memory = (instance_type.memory_gib - kubelet_reserved_memory_gib(instance_type)
-              - reserve.memory_gib)
+    memory = (
+        instance_type.memory_gib - kubelet_reserved_memory_gib(instance_type) - reserve.memory_gib
+    )
     return Resources(cpu=max(cpu, 0.0), memory_gib=max(memory, 0.0))
 
 

@@ -52,16 +52,25 @@ class StepEvents:
 class Cluster:
     """Nodes and pods of one simulated policy. Times are seconds from the start."""
 
-    def __init__(self, pools: tuple[Pool, ...], pods: list[Resources], reserve: NodeReserve,
-                 *, timings: Timings, rng: np.random.Generator,
-                 interruption_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        pools: tuple[Pool, ...],
+        pods: list[Resources],
+        reserve: NodeReserve,
+        *,
+        timings: Timings,
+        rng: np.random.Generator,
+        interruption_scale: float = 1.0,
+    ) -> None:
         self.pools = pools
         self.timings = timings
         self.rng = rng
         self.interruption_scale = interruption_scale
         self.n_w = len(pods)
-        self.ppn = np.array([[pods_per_node(pod, p.instance_type, reserve) for p in pools]
-                             for pod in pods], dtype=np.int64).reshape(self.n_w, len(pools))
+        self.ppn = np.array(
+            [[pods_per_node(pod, p.instance_type, reserve) for p in pools] for pod in pods],
+            dtype=np.int64,
+        ).reshape(self.n_w, len(pools))
         self.frac = np.where(self.ppn > 0, 1.0 / np.maximum(self.ppn, 1), np.inf)
         self.nodes: list[Node] = []
         self.running = np.zeros((self.n_w, len(pools)), dtype=np.int64)  # ready pods
@@ -108,8 +117,9 @@ class Cluster:
 
     def launch(self, pool: int, count: int, now: float) -> int:
         p = self.pools[pool]
-        delay = (self.timings.spot_ready_seconds if p.is_spot
-                 else self.timings.on_demand_ready_seconds)
+        delay = (
+            self.timings.spot_ready_seconds if p.is_spot else self.timings.on_demand_ready_seconds
+        )
         rate = p.interruptions_per_hour * self.interruption_scale / 3600.0
         for _ in range(count):
             interrupt = now + self.rng.exponential(1.0 / rate) if rate > 0 else math.inf
@@ -174,14 +184,19 @@ class Cluster:
         have = self.all_nodes()
         for p in range(len(self.pools)):
             while True:
-                pods = self.running[:, p] + np.array([sum(1 for s in self.starting
-                                                          if s[1] == w and s[2] == p)
-                                                      for w in range(self.n_w)])
-                used = float((pods * np.where(np.isfinite(self.frac[:, p]),
-                                              self.frac[:, p], 0)).sum())
+                pods = self.running[:, p] + np.array(
+                    [
+                        sum(1 for s in self.starting if s[1] == w and s[2] == p)
+                        for w in range(self.n_w)
+                    ]
+                )
+                used = float(
+                    (pods * np.where(np.isfinite(self.frac[:, p]), self.frac[:, p], 0)).sum()
+                )
                 if used <= have[p] + 1e-6 or pods.sum() == 0:
                     break
-                w = int(np.argmax(pods * np.where(np.isfinite(self.frac[:, p]),
-                                                  self.frac[:, p], 0)))
+                w = int(
+                    np.argmax(pods * np.where(np.isfinite(self.frac[:, p]), self.frac[:, p], 0))
+                )
                 evicted += self.stop_pods(w, p, 1)
         return evicted

@@ -36,8 +36,13 @@ class SpotPriceSeries:
         return float(np.interp(sim_seconds * self.speedup, self.seconds, self.multiplier))
 
 
-def load_spot_prices(path: str | Path, *, machine_type: str | None = None,
-                     region: str | None = None, speedup: float = 1.0) -> SpotPriceSeries:
+def load_spot_prices(
+    path: str | Path,
+    *,
+    machine_type: str | None = None,
+    region: str | None = None,
+    speedup: float = 1.0,
+) -> SpotPriceSeries:
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as f:
@@ -67,5 +72,6 @@ def load_spot_prices(path: str | Path, *, machine_type: str | None = None,
         raise PriceSeriesError(f"{path}: spot_hourly must be > 0")
     if speedup <= 0:
         raise PriceSeriesError("speed-up must be > 0")
-    return SpotPriceSeries(seconds, prices / prices.mean(), speedup,
-                           f"{machine_type} {region} from {start}")
+    return SpotPriceSeries(
+        seconds, prices / prices.mean(), speedup, f"{machine_type} {region} from {start}"
+    )

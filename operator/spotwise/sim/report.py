@@ -92,8 +92,9 @@ def _cell(value: Any, fmt: str) -> str:
 # -- files ----------------------------------------------------------------------------
 
 
-def write_report(out_dir: Path, results: Mapping[str, SimResult], setup: SimSetup,
-                 summary: Mapping[str, Any]) -> list[Path]:
+def write_report(
+    out_dir: Path, results: Mapping[str, SimResult], setup: SimSetup, summary: Mapping[str, Any]
+) -> list[Path]:
     """Write summary.json, timeseries.csv, cost.png, nodes.png and p95.png into
     `out_dir` (created if needed); returns the paths written."""
     out_dir = Path(out_dir)
@@ -132,8 +133,7 @@ def _write_csv(path: Path, results: Mapping[str, SimResult], setup: SimSetup) ->
     names = [w.name for w in setup.workloads]
     header = ["time_s", "strategy", "cost_rate", "spot_nodes", "on_demand_nodes"]
     for name in names:
-        header += [f"replicas_{name}", f"concurrency_{name}", f"p95_ms_{name}",
-                   f"shed_{name}"]
+        header += [f"replicas_{name}", f"concurrency_{name}", f"p95_ms_{name}", f"shed_{name}"]
     header += ["violation", "interruptions"]
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -141,11 +141,20 @@ def _write_csv(path: Path, results: Mapping[str, SimResult], setup: SimSetup) ->
         for strategy, result in results.items():
             s = result.series
             for i, t in enumerate(s.time):
-                row: list[object] = [_num(t), strategy, _num(s.cost_rate[i]), s.spot_nodes[i],
-                                     s.on_demand_nodes[i]]
+                row: list[object] = [
+                    _num(t),
+                    strategy,
+                    _num(s.cost_rate[i]),
+                    s.spot_nodes[i],
+                    s.on_demand_nodes[i],
+                ]
                 for w in range(len(names)):
-                    row += [s.replicas[i][w], s.concurrency[i][w], _num(s.p95_ms[i][w], 1),
-                            _num(s.shed[i][w], 3)]
+                    row += [
+                        s.replicas[i][w],
+                        s.concurrency[i][w],
+                        _num(s.p95_ms[i][w], 1),
+                        _num(s.shed[i][w], 3),
+                    ]
                 row += [int(bool(s.violation[i])), s.interruptions[i]]
                 writer.writerow(row)
     return path
@@ -210,14 +219,29 @@ def _plot_cost(path: Path, results: Mapping[str, SimResult]) -> Path:
         t = np.asarray(s.time, dtype=np.float64)
         dt = _step_seconds(s)
         cumulative = np.cumsum(np.asarray(s.cost_rate, dtype=np.float64) * dt / 3600.0)
-        ax.plot(t / scale, cumulative, color=colors[name], lw=1.8, zorder=2,
-                label=f"{name} (${result.cost:.2f})")
+        ax.plot(
+            t / scale,
+            cumulative,
+            color=colors[name],
+            lw=1.8,
+            zorder=2,
+            label=f"{name} (${result.cost:.2f})",
+        )
         hits = _interruption_steps(s)
         if hits.size:
             ticks.append((t[hits] / scale, cumulative[hits]))
     for i, (x, y) in enumerate(ticks):
-        ax.plot(x, y, linestyle="none", marker="|", markersize=14, markeredgewidth=2,
-                color=_INTERRUPTION_COLOR, zorder=3, label="spot interruption" if i == 0 else None)
+        ax.plot(
+            x,
+            y,
+            linestyle="none",
+            marker="|",
+            markersize=14,
+            markeredgewidth=2,
+            color=_INTERRUPTION_COLOR,
+            zorder=3,
+            label="spot interruption" if i == 0 else None,
+        )
     ax.set_title("Cumulative node cost per strategy")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("cumulative cost ($)")
@@ -236,24 +260,27 @@ def _plot_nodes(path: Path, results: Mapping[str, SimResult]) -> Path:
     names = list(results)
     fig = _new_figure(11, 1.2 + 2.3 * len(names))
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
-    fig.suptitle("Nodes per strategy (on-demand below, spot stacked on top) and ready replicas",
-                 fontsize=13)
+    fig.suptitle(
+        "Nodes per strategy (on-demand below, spot stacked on top) and ready replicas", fontsize=13
+    )
     for ax, name in zip(axes, names, strict=True):
         s = results[name].series
         t = np.asarray(s.time, dtype=np.float64) / scale
         spot = np.asarray(s.spot_nodes, dtype=np.float64)
         on_demand = np.asarray(s.on_demand_nodes, dtype=np.float64)
         if t.size:
-            ax.stackplot(t, on_demand, spot, colors=[_ON_DEMAND_COLOR, _SPOT_COLOR],
-                         alpha=0.75, step="post")
+            ax.stackplot(
+                t, on_demand, spot, colors=[_ON_DEMAND_COLOR, _SPOT_COLOR], alpha=0.75, step="post"
+            )
         top = float((spot + on_demand).max()) if t.size else 1.0
         ax.set_ylim(0, max(top * 1.15, 1.0))
         ax.set_ylabel("nodes")
         ax.set_title(name, loc="left", fontsize=11)
         ax.grid(True, alpha=0.3)
         twin = ax.twinx()
-        replicas = (np.asarray(s.replicas, dtype=np.float64).sum(axis=1) if s.replicas
-                    else np.zeros(0))
+        replicas = (
+            np.asarray(s.replicas, dtype=np.float64).sum(axis=1) if s.replicas else np.zeros(0)
+        )
         if t.size:
             twin.plot(t, replicas, color=_REPLICAS_COLOR, lw=1.0, drawstyle="steps-post")
         twin.set_ylim(0, max(float(replicas.max()) * 1.15 if replicas.size else 1.0, 1.0))
@@ -262,24 +289,33 @@ def _plot_nodes(path: Path, results: Mapping[str, SimResult]) -> Path:
             ax.axvline(t[i], ymin=0, ymax=0.12, color=_INTERRUPTION_COLOR, lw=2)
     axes[-1].set_xlabel(xlabel)
     axes[0].set_xlim(left=0)
-    handles = [Patch(color=_ON_DEMAND_COLOR, alpha=0.75, label="on-demand nodes"),
-               Patch(color=_SPOT_COLOR, alpha=0.75, label="spot nodes"),
-               Line2D([], [], color=_REPLICAS_COLOR, lw=1.0,
-                      label="ready replicas, all workloads (right axis)"),
-               Line2D([], [], color=_INTERRUPTION_COLOR, lw=2, label="spot interruption")]
+    handles = [
+        Patch(color=_ON_DEMAND_COLOR, alpha=0.75, label="on-demand nodes"),
+        Patch(color=_SPOT_COLOR, alpha=0.75, label="spot nodes"),
+        Line2D(
+            [],
+            [],
+            color=_REPLICAS_COLOR,
+            lw=1.0,
+            label="ready replicas, all workloads (right axis)",
+        ),
+        Line2D([], [], color=_INTERRUPTION_COLOR, lw=2, label="spot interruption"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9)
     return _save(fig, path)
 
 
-def _worst_per_bin(t: FloatArray, values: FloatArray, size: int
-                   ) -> tuple[FloatArray, FloatArray]:
+def _worst_per_bin(t: FloatArray, values: FloatArray, size: int) -> tuple[FloatArray, FloatArray]:
     """The highest value of every `size` consecutive steps, at each bin's start."""
     if size <= 1:
         return t, values
     n = len(values) // size * size
     binned = values[:n].reshape(-1, size)
-    worst = np.where(np.isnan(binned).all(axis=1), np.nan,
-                     np.nanmax(np.where(np.isnan(binned), -np.inf, binned), axis=1))
+    worst = np.where(
+        np.isnan(binned).all(axis=1),
+        np.nan,
+        np.nanmax(np.where(np.isnan(binned), -np.inf, binned), axis=1),
+    )
     starts = t[:n:size]
     if n < len(values):
         rest = values[n:]
@@ -305,8 +341,9 @@ def _plot_p95(path: Path, results: Mapping[str, SimResult], setup: SimSetup) -> 
             if not s.p95_ms:
                 continue
             p95 = np.asarray([row[w] for row in s.p95_ms], dtype=np.float64)
-            t, shown = _worst_per_bin(np.asarray(s.time, dtype=np.float64) / scale,
-                                      np.where(p95 > 0, p95, np.nan), size)
+            t, shown = _worst_per_bin(
+                np.asarray(s.time, dtype=np.float64) / scale, np.where(p95 > 0, p95, np.nan), size
+            )
             if np.isfinite(shown).any():
                 lowest = min(lowest, float(np.nanmin(shown)))
                 highest = max(highest, float(np.nanmax(shown)))
@@ -316,15 +353,22 @@ def _plot_p95(path: Path, results: Mapping[str, SimResult], setup: SimSetup) -> 
         ax.set_ylim(lowest / 1.5, highest * 1.5)
         ax.set_ylabel("p95 (ms, log)")
         if size > 1:
-            ax.text(0.995, 0.97, f"worst step per {size * dt:g} s shown",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=8, alpha=0.7)
+            ax.text(
+                0.995,
+                0.97,
+                f"worst step per {size * dt:g} s shown",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+                alpha=0.7,
+            )
         ax.set_title(f"{wl.name} (SLO {wl.slo_p95_ms:g} ms)", loc="left", fontsize=11)
         ax.grid(True, which="both", alpha=0.25)
     axes[-1].set_xlabel(xlabel)
     axes[0].set_xlim(left=0)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5),
-               fontsize=9)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5), fontsize=9)
     return _save(fig, path)
 
 

@@ -45,8 +45,10 @@ def check_strategy_names(names: Sequence[str]) -> None:
     for name in names:
         base = name.partition(":")[0]
         if base not in known:
-            raise ValueError(f"unknown strategy {name!r}; known: "
-                             f"{', '.join(sorted(known))} (spotwise takes :ENGINE)")
+            raise ValueError(
+                f"unknown strategy {name!r}; known: "
+                f"{', '.join(sorted(known))} (spotwise takes :ENGINE)"
+            )
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,16 @@ def run_one(job: Job, progress: DictProxy[str, int] | None = None) -> SimResult:
     setup = setup_from_policy(parse_policy(job.policy).spec)
     step = _reporter(progress, job.strategy)
     if job.strategy == "oracle":
-        return oracle_result(setup, job.arrivals, job.config.step_seconds, on_step=step,
-                             spot_price_multiplier=job.config.spot_price_multiplier)
-    context = StrategyContext(setup.spec, setup.workloads, setup.pools, job.config.seed,
-                              agent=job.agent)
+        return oracle_result(
+            setup,
+            job.arrivals,
+            job.config.step_seconds,
+            on_step=step,
+            spot_price_multiplier=job.config.spot_price_multiplier,
+        )
+    context = StrategyContext(
+        setup.spec, setup.workloads, setup.pools, job.config.seed, agent=job.agent
+    )
     strategy = create_strategy(job.strategy, context)
     return Simulation(setup, strategy, job.config).run(job.arrivals, on_step=step)
 
@@ -100,11 +108,14 @@ def run_strategies(
     with SyncManager() as manager, ProcessPoolExecutor(max_workers=workers) as pool:
         progress = manager.dict({s: 0 for s in strategies})
         futures: dict[str, Future[SimResult]] = {
-            j.strategy: pool.submit(run_one, j, progress) for j in jobs}
+            j.strategy: pool.submit(run_one, j, progress) for j in jobs
+        }
         while not all(f.done() for f in futures.values()):
             if on_progress is not None:
-                done = {s: (len(arrivals) if f.done() else int(progress.get(s, 0)))
-                        for s, f in futures.items()}
+                done = {
+                    s: (len(arrivals) if f.done() else int(progress.get(s, 0)))
+                    for s, f in futures.items()
+                }
                 on_progress(done)
             time.sleep(0.2)
         if on_progress is not None:
@@ -118,11 +129,23 @@ def summarize(results: Mapping[str, SimResult]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, result in results.items():
         metrics: dict[str, Any] = dict(result.summary())
-        metrics["costVsOracle"] = (round(result.cost / oracle.cost, 4)
-                                   if oracle is not None and oracle.cost > 0 else None)
-        out[name] = {k: metrics[k] for k in ("cost", "costVsOracle", "sloViolationPct", "p95Ms",
-                                             "shedPct", "interruptions", "nodeChurn",
-                                             "decisions", "wallSeconds")}
+        metrics["costVsOracle"] = (
+            round(result.cost / oracle.cost, 4) if oracle is not None and oracle.cost > 0 else None
+        )
+        out[name] = {
+            k: metrics[k]
+            for k in (
+                "cost",
+                "costVsOracle",
+                "sloViolationPct",
+                "p95Ms",
+                "shedPct",
+                "interruptions",
+                "nodeChurn",
+                "decisions",
+                "wallSeconds",
+            )
+        }
     return {"strategies": out}
 
 
@@ -134,5 +157,12 @@ def weights_split(total: FloatArray, weights: Sequence[float]) -> FloatArray:
     return np.outer(total, w / w.sum())
 
 
-__all__ = ["BASELINES", "SimSetup", "default_strategies", "run_one", "run_strategies",
-           "summarize", "weights_split"]
+__all__ = [
+    "BASELINES",
+    "SimSetup",
+    "default_strategies",
+    "run_one",
+    "run_strategies",
+    "summarize",
+    "weights_split",
+]

@@ -68,12 +68,22 @@ def setup_from_policy(spec: ScalingPolicySpec) -> SimSetup:
     workloads = []
     for ws in spec.workloads:
         usl, tail = workload_capacity(ws)
-        workloads.append(SimWorkload(ws.name, usl, ws.slo.latency_p95_ms, tail,
-                                     ws.replicas.min, ws.replicas.max,
-                                     ws.concurrency.min, ws.concurrency.max))
+        workloads.append(
+            SimWorkload(
+                ws.name,
+                usl,
+                ws.slo.latency_p95_ms,
+                tail,
+                ws.replicas.min,
+                ws.replicas.max,
+                ws.concurrency.min,
+                ws.concurrency.max,
+            )
+        )
     pools = pools_for(build_catalog(spec), spot=spec.nodes.spot.enabled)
-    pods = tuple(Resources(ws.resources.cpu_cores, ws.resources.memory_gib)
-                 for ws in spec.workloads)
+    pods = tuple(
+        Resources(ws.resources.cpu_cores, ws.resources.memory_gib) for ws in spec.workloads
+    )
     r = spec.nodes.daemon_set_reserve
     reserve = NodeReserve(parse_cpu(r.cpu), parse_memory_gib(r.memory), r.pods)
     return SimSetup(spec, tuple(workloads), pools, pods, reserve)
@@ -118,8 +128,9 @@ class SimResult:
         total = float(arrived.sum())
         return {
             "cost": round(self.cost, 4),
-            "sloViolationPct": round(100.0 * float(np.mean(s.violation)) if s.violation else 0.0,
-                                     3),
+            "sloViolationPct": round(
+                100.0 * float(np.mean(s.violation)) if s.violation else 0.0, 3
+            ),
             "p95Ms": round(_weighted_percentile(p95.ravel(), served.ravel(), 95.0), 1),
             "shedPct": round(100.0 * float(shed.sum()) / total, 4) if total else 0.0,
             "interruptions": self.interruptions,
@@ -138,8 +149,9 @@ def _weighted_percentile(values: FloatArray, weights: FloatArray, q: float) -> f
     return float(values[order][min(i, len(order) - 1)])
 
 
-def align_traces(setup: SimSetup, traces: Mapping[str, Trace], step_seconds: float,
-                 days: float | None = None) -> FloatArray:
+def align_traces(
+    setup: SimSetup, traces: Mapping[str, Trace], step_seconds: float, days: float | None = None
+) -> FloatArray:
     """(steps, W) arrivals in requests/second, every workload on the same step grid."""
     columns = []
     for w in setup.workloads:
@@ -159,9 +171,14 @@ class Simulation:
         self.strategy = strategy
         self.config = config
         rng = np.random.default_rng(config.seed)
-        self.cluster = Cluster(setup.pools, list(setup.pods), setup.reserve,
-                               timings=config.timings, rng=rng,
-                               interruption_scale=config.interruption_scale)
+        self.cluster = Cluster(
+            setup.pools,
+            list(setup.pods),
+            setup.reserve,
+            timings=config.timings,
+            rng=rng,
+            interruption_scale=config.interruption_scale,
+        )
         self.n_w = len(setup.workloads)
         self.action = Action(
             replicas=np.array([max(w.min_replicas, 1) for w in setup.workloads], dtype=np.int64),
@@ -173,8 +190,9 @@ class Simulation:
         self.noticed: set[int] = set()
         self.replaced: set[int] = set()  # id() of nodes a replacement was launched for
 
-    def run(self, arrivals: FloatArray, *, on_step: Callable[[int], None] | None = None
-            ) -> SimResult:
+    def run(
+        self, arrivals: FloatArray, *, on_step: Callable[[int], None] | None = None
+    ) -> SimResult:
         started = time.perf_counter()
         dt = self.config.step_seconds
         series = Series()
@@ -185,7 +203,7 @@ class Simulation:
         for i in range(len(arrivals)):
             now = i * dt
             load = arrivals[i]
-            history = arrivals[max(0, i - self.config.history_steps + 1): i + 1]
+            history = arrivals[max(0, i - self.config.history_steps + 1) : i + 1]
             noticed = self.cluster.noticed_pools(now)
             fresh = noticed - self.noticed
             self.noticed = noticed
@@ -200,8 +218,9 @@ class Simulation:
                     next_decision += self.strategy.interval_seconds
             churn += self.reconcile_nodes(now, history, load)
             self.reconcile_pods(now, history, load)
-            mult = self.config.spot_price_multiplier(now) if self.config.spot_price_multiplier \
-                else 1.0
+            mult = (
+                self.config.spot_price_multiplier(now) if self.config.spot_price_multiplier else 1.0
+            )
             nodes_now = self.cluster.all_nodes()
             cost_rate = float(nodes_now @ np.where(self.spot, self.price * mult, self.price))
             ev = self.cluster.advance(now, dt, mult)
@@ -210,13 +229,22 @@ class Simulation:
             self.record(series, now, load, cost_rate, ev.interrupted)
             if on_step is not None:
                 on_step(i)
-        return SimResult(self.strategy.name, self.cluster.billed_dollars, series, interruptions,
-                         churn, decisions, time.perf_counter() - started, notes[-20:])
+        return SimResult(
+            self.strategy.name,
+            self.cluster.billed_dollars,
+            series,
+            interruptions,
+            churn,
+            decisions,
+            time.perf_counter() - started,
+            notes[-20:],
+        )
 
     # -- what strategies see ----------------------------------------------------------
 
-    def view(self, now: float, history: FloatArray, load: FloatArray,
-             noticed: frozenset[int]) -> View:
+    def view(
+        self, now: float, history: FloatArray, load: FloatArray, noticed: frozenset[int]
+    ) -> View:
         c = self.cluster
         pods = c.running + c.starting_pods()
         ready = c.running.sum(axis=1)
@@ -235,11 +263,20 @@ class Simulation:
                 else:
                     in_flight[w] = per * float(mean_response_seconds(wl.usl, per, conc))
         return View(
-            now=now, step_seconds=self.config.step_seconds, workloads=self.setup.workloads,
-            pools=self.setup.pools, rates=tuple(history[:, w].copy() for w in range(self.n_w)),
-            pods=pods, ready_pods=ready, nodes=c.all_nodes(), ready_nodes=c.ready_nodes(now),
-            noticed_pools=noticed, concurrency=self.action.concurrency.copy(),
-            utilization=util, in_flight=in_flight, ppn=c.ppn,
+            now=now,
+            step_seconds=self.config.step_seconds,
+            workloads=self.setup.workloads,
+            pools=self.setup.pools,
+            rates=tuple(history[:, w].copy() for w in range(self.n_w)),
+            pods=pods,
+            ready_pods=ready,
+            nodes=c.all_nodes(),
+            ready_nodes=c.ready_nodes(now),
+            noticed_pools=noticed,
+            concurrency=self.action.concurrency.copy(),
+            utilization=util,
+            in_flight=in_flight,
+            ppn=c.ppn,
         )
 
     # -- reconciling toward the strategy's targets ------------------------------------
@@ -331,9 +368,10 @@ class Simulation:
             want, have = int(self.action.replicas[w]), int(pods[w].sum())
             if have > want:
                 # Scale in from the dearest pods.
-                dear = sorted(range(len(self.setup.pools)),
-                              key=lambda p: -self.setup.pools[p].hourly_price
-                              / max(c.ppn[w, p], 1))
+                dear = sorted(
+                    range(len(self.setup.pools)),
+                    key=lambda p: -self.setup.pools[p].hourly_price / max(c.ppn[w, p], 1),
+                )
                 left = have - want
                 for p in dear:
                     left -= c.stop_pods(w, p, min(left, int(pods[w, p])))
@@ -349,8 +387,9 @@ class Simulation:
 
     # -- serving and scoring ----------------------------------------------------------
 
-    def record(self, s: Series, now: float, load: FloatArray, cost_rate: float,
-               interrupted: int) -> None:
+    def record(
+        self, s: Series, now: float, load: FloatArray, cost_rate: float, interrupted: int
+    ) -> None:
         dt = self.config.step_seconds
         ready = self.cluster.running.sum(axis=1)
         p95s, arrived, served, shed, capacity = [], [], [], [], []

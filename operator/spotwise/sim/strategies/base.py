@@ -114,17 +114,26 @@ def create_strategy(name: str, context: StrategyContext) -> Strategy:
     """`name` is a registered strategy, or `spotwise:<engine>`."""
     base_name, _, engine = name.partition(":")
     if base_name == "spotwise":
-        context = StrategyContext(context.spec, context.workloads, context.pools, context.seed,
-                                  engine or None, context.agent)
+        context = StrategyContext(
+            context.spec,
+            context.workloads,
+            context.pools,
+            context.seed,
+            engine or None,
+            context.agent,
+        )
         base_name = "spotwise"
     if base_name not in _REGISTRY:
-        raise KeyError(f"unknown strategy {name!r}; known: "
-                       f"{', '.join(strategy_names())} (spotwise takes :ENGINE)")
+        raise KeyError(
+            f"unknown strategy {name!r}; known: "
+            f"{', '.join(strategy_names())} (spotwise takes :ENGINE)"
+        )
     return _REGISTRY[base_name](context)
 
 
-def pools_by_price_per_pod(view: View, w: int, *, spot: bool | None = None,
-                           avoid: frozenset[int] = frozenset()) -> list[int]:
+def pools_by_price_per_pod(
+    view: View, w: int, *, spot: bool | None = None, avoid: frozenset[int] = frozenset()
+) -> list[int]:
     """Pools that hold workload w, cheapest pod first; `spot` restricts the capacity type."""
     out = []
     for p, pool in enumerate(view.pools):

@@ -45,8 +45,11 @@ def fixed_concurrency(workload: SimWorkload, utilization: float = TARGET_UTILIZA
     meets the SLO; when none does, the one with the lowest p95 there."""
     limits = np.arange(workload.min_concurrency, workload.max_concurrency + 1, dtype=np.int64)
     capacity = throughput(workload.usl, limits.astype(np.float64))
-    p95 = 1000.0 * workload.tail_factor * mean_response_seconds(
-        workload.usl, utilization * capacity, limits)
+    p95 = (
+        1000.0
+        * workload.tail_factor
+        * mean_response_seconds(workload.usl, utilization * capacity, limits)
+    )
     ok = p95 <= workload.slo_p95_ms
     if ok.any():
         return int(limits[ok][int(np.argmax(capacity[ok]))])
@@ -57,9 +60,14 @@ class Hpa:
     """One HorizontalPodAutoscaler per workload, with its memory (recommendations and
     scale events) kept here."""
 
-    def __init__(self, workloads: Sequence[SimWorkload], *,
-                 target: float = TARGET_UTILIZATION, tolerance: float = TOLERANCE,
-                 scale_down_window_seconds: float = SCALE_DOWN_WINDOW_SECONDS) -> None:
+    def __init__(
+        self,
+        workloads: Sequence[SimWorkload],
+        *,
+        target: float = TARGET_UTILIZATION,
+        tolerance: float = TOLERANCE,
+        scale_down_window_seconds: float = SCALE_DOWN_WINDOW_SECONDS,
+    ) -> None:
         self.workloads = tuple(workloads)
         self.target = target
         self.tolerance = tolerance

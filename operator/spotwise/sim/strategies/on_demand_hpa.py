@@ -47,12 +47,15 @@ class OnDemandHpa:
 
     def __init__(self, context: StrategyContext) -> None:
         self.hpa = Hpa(context.workloads)
-        self.concurrency = np.array([fixed_concurrency(w) for w in context.workloads],
-                                    dtype=np.int64)
+        self.concurrency = np.array(
+            [fixed_concurrency(w) for w in context.workloads], dtype=np.int64
+        )
         self.pool: int | None = None
         self.provisioner: Provisioner | None = Provisioner(
-            self.pool_order, consolidate_after_seconds=SCALE_DOWN_UNNEEDED_SECONDS,
-            replace_on_notice=False)
+            self.pool_order,
+            consolidate_after_seconds=SCALE_DOWN_UNNEEDED_SECONDS,
+            replace_on_notice=False,
+        )
 
     def pool_order(self, view: View, w: int) -> list[int]:
         if self.pool is None:

@@ -33,14 +33,23 @@ def _round_down(load: float) -> float:
     return _BUCKET ** math.floor(math.log(load) / math.log(_BUCKET))
 
 
-def oracle_result(setup: SimSetup, arrivals: FloatArray, step_seconds: float, *,
-                  on_step: Callable[[int], None] | None = None,
-                  spot_price_multiplier: Callable[[float], float] | None = None,
-                  window_seconds: float = 60.0) -> SimResult:
+def oracle_result(
+    setup: SimSetup,
+    arrivals: FloatArray,
+    step_seconds: float,
+    *,
+    on_step: Callable[[int], None] | None = None,
+    spot_price_multiplier: Callable[[float], float] | None = None,
+    window_seconds: float = 60.0,
+) -> SimResult:
     started = time.perf_counter()
-    spec = setup.spec.model_copy(update={
-        "objective": setup.spec.objective.model_copy(update={"headroom": 0.0,
-                                                            "max_hourly_cost": None})})
+    spec = setup.spec.model_copy(
+        update={
+            "objective": setup.spec.objective.model_copy(
+                update={"headroom": 0.0, "max_hourly_cost": None}
+            )
+        }
+    )
     catalog = build_catalog(spec)
     engine = ExactEngine(time_budget_seconds=10.0)
     names = [w.name for w in setup.workloads]
@@ -53,8 +62,11 @@ def oracle_result(setup: SimSetup, arrivals: FloatArray, step_seconds: float, *,
     series = Series()
     cost = 0.0
     window = max(1, round(window_seconds / step_seconds))
-    lows = np.minimum.reduceat(arrivals, np.arange(0, len(arrivals), window), axis=0) \
-        if len(arrivals) else arrivals
+    lows = (
+        np.minimum.reduceat(arrivals, np.arange(0, len(arrivals), window), axis=0)
+        if len(arrivals)
+        else arrivals
+    )
     for i, row in enumerate(arrivals):
         loads = [_round_down(float(x)) for x in lows[i // window]]
         key_parts = []
@@ -68,14 +80,21 @@ def oracle_result(setup: SimSetup, arrivals: FloatArray, step_seconds: float, *,
         key = tuple(key_parts)
         plan = plans.get(key)
         if plan is None:
-            problem = replace(template, workloads=tuple(
-                replace(wl, demand_rps=load) for wl, load in zip(template.workloads, loads,
-                                                                 strict=True)))
+            problem = replace(
+                template,
+                workloads=tuple(
+                    replace(wl, demand_rps=load)
+                    for wl, load in zip(template.workloads, loads, strict=True)
+                ),
+            )
             plan = plans[key] = engine.solve(problem)
         now = i * step_seconds
         mult = spot_price_multiplier(now) if spot_price_multiplier else 1.0
-        spot_rate, od_rate, spot, total = rates[id(plan)] if id(plan) in rates else \
-            rates.setdefault(id(plan), _rates(plan, price))
+        spot_rate, od_rate, spot, total = (
+            rates[id(plan)]
+            if id(plan) in rates
+            else rates.setdefault(id(plan), _rates(plan, price))
+        )
         rate = spot_rate * mult + od_rate
         cost += rate * step_seconds / 3600.0
         series.time.append(now)
@@ -93,14 +112,25 @@ def oracle_result(setup: SimSetup, arrivals: FloatArray, step_seconds: float, *,
         series.interruptions.append(0)
         if on_step is not None:
             on_step(i)
-    return SimResult("oracle", cost, series, interruptions=0, node_churn=0, decisions=len(plans),
-                     wall_seconds=time.perf_counter() - started,
-                     notes=[f"{len(plans)} distinct exact solves"])
+    return SimResult(
+        "oracle",
+        cost,
+        series,
+        interruptions=0,
+        node_churn=0,
+        decisions=len(plans),
+        wall_seconds=time.perf_counter() - started,
+        notes=[f"{len(plans)} distinct exact solves"],
+    )
 
 
 def _rates(plan: Plan, price: dict[str, float]) -> tuple[float, float, int, int]:
     """$/h of spot and on-demand nodes, spot nodes, all nodes."""
     spot = [n for n in plan.nodes if n.capacity_type is CapacityType.SPOT]
     od = [n for n in plan.nodes if n.capacity_type is not CapacityType.SPOT]
-    return (sum(n.count * price[n.pool] for n in spot), sum(n.count * price[n.pool] for n in od),
-            sum(n.count for n in spot), sum(n.count for n in plan.nodes))
+    return (
+        sum(n.count * price[n.pool] for n in spot),
+        sum(n.count * price[n.pool] for n in od),
+        sum(n.count for n in spot),
+        sum(n.count for n in plan.nodes),
+    )

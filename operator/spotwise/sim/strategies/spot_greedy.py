@@ -24,14 +24,18 @@ CONSOLIDATE_AFTER_SECONDS = 30.0  # Karpenter's consolidation of empty/underused
 
 def spot_first_order(view: View, w: int) -> list[int]:
     """Cheapest spot pool per pod first (pools under notice skipped), then on-demand."""
-    return (pools_by_price_per_pod(view, w, spot=True, avoid=view.noticed_pools)
-            + pools_by_price_per_pod(view, w, spot=False))
+    return pools_by_price_per_pod(
+        view, w, spot=True, avoid=view.noticed_pools
+    ) + pools_by_price_per_pod(view, w, spot=False)
 
 
 def karpenter_provisioner() -> Provisioner:
     """Karpenter with spot and on-demand allowed, consolidation and interruption handling."""
-    return Provisioner(spot_first_order, consolidate_after_seconds=CONSOLIDATE_AFTER_SECONDS,
-                       replace_on_notice=True)
+    return Provisioner(
+        spot_first_order,
+        consolidate_after_seconds=CONSOLIDATE_AFTER_SECONDS,
+        replace_on_notice=True,
+    )
 
 
 class SpotGreedy:
@@ -41,8 +45,9 @@ class SpotGreedy:
 
     def __init__(self, context: StrategyContext) -> None:
         self.hpa = Hpa(context.workloads)
-        self.concurrency = np.array([fixed_concurrency(w) for w in context.workloads],
-                                    dtype=np.int64)
+        self.concurrency = np.array(
+            [fixed_concurrency(w) for w in context.workloads], dtype=np.int64
+        )
         self.provisioner: Provisioner | None = karpenter_provisioner()
 
     def decide(self, view: View) -> Action:

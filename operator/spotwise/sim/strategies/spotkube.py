@@ -42,9 +42,13 @@ class SpotKube:
         self.concurrency = [fixed_concurrency(w) for w in context.workloads]
         opt = self.spec.optimizer
         self.engine = GeneticEngine(
-            population=opt.genetic.population, generations=opt.genetic.generations,
-            time_budget_seconds=opt.time_budget_seconds, objectives="cost", churn_weight=0.0,
-            seed=opt.genetic.seed)
+            population=opt.genetic.population,
+            generations=opt.genetic.generations,
+            time_budget_seconds=opt.time_budget_seconds,
+            objectives="cost",
+            churn_weight=0.0,
+            seed=opt.genetic.seed,
+        )
         self.catalog = build_catalog(self.spec)
         self.pool_index = {p.name: i for i, p in enumerate(context.pools)}
         self.last_plan: Plan | None = None
@@ -56,30 +60,50 @@ class SpotKube:
         for i, w in enumerate(view.workloads):
             rates = view.rates[i]
             load = max(float(rates[-1]), 0.0) if len(rates) else 0.0
-            n = int(min_replicas(w.usl, concurrency=self.concurrency[i], load_rps=load,
-                                 slo_p95_ms=w.slo_p95_ms, tail_factor=w.tail_factor,
-                                 limit=max(w.max_replicas, 1) * 4)[0])
+            n = int(
+                min_replicas(
+                    w.usl,
+                    concurrency=self.concurrency[i],
+                    load_rps=load,
+                    slo_p95_ms=w.slo_p95_ms,
+                    tail_factor=w.tail_factor,
+                    limit=max(w.max_replicas, 1) * 4,
+                )[0]
+            )
             if n <= 0:
                 n = w.max_replicas  # the SLO is out of reach: run all it may
             out.append(min(max(n, w.min_replicas), w.max_replicas))
         return out
 
     def problem(self, view: View, replicas: list[int]) -> Problem:
-        demands = {w.name: max(float(view.rates[i][-1]), 0.0) if len(view.rates[i]) else 0.0
-                   for i, w in enumerate(view.workloads)}
+        demands = {
+            w.name: max(float(view.rates[i][-1]), 0.0) if len(view.rates[i]) else 0.0
+            for i, w in enumerate(view.workloads)
+        }
         bounds = {w.name: (n, n) for w, n in zip(view.workloads, replicas, strict=True)}
         compiled = compile_problem(self.spec, demands, bounds=bounds, catalog=self.catalog)
-        constraints = replace(compiled.constraints, headroom=0.0, on_demand_min_share=0.0,
-                              on_demand_min_nodes=0, spot_max_share=1.0,
-                              spot_max_pool_share=1.0, survive_pool_loss=False)
-        workloads = tuple(replace(w, min_concurrency=c, max_concurrency=c)
-                          for w, c in zip(compiled.workloads, self.concurrency, strict=True))
+        constraints = replace(
+            compiled.constraints,
+            headroom=0.0,
+            on_demand_min_share=0.0,
+            on_demand_min_nodes=0,
+            spot_max_share=1.0,
+            spot_max_pool_share=1.0,
+            survive_pool_loss=False,
+        )
+        workloads = tuple(
+            replace(w, min_concurrency=c, max_concurrency=c)
+            for w, c in zip(compiled.workloads, self.concurrency, strict=True)
+        )
         return replace(compiled, constraints=constraints, workloads=workloads)
 
     def decide(self, view: View) -> Action:
         replicas = self.replicas_for(view)
-        plan = self.engine.solve(self.problem(view, replicas), warm_start=self.last_plan,
-                                 seed=self.context.seed + self.ticks)
+        plan = self.engine.solve(
+            self.problem(view, replicas),
+            warm_start=self.last_plan,
+            seed=self.context.seed + self.ticks,
+        )
         self.ticks += 1
         self.last_plan = plan
         n_w, n_p = len(view.workloads), len(view.pools)
@@ -93,7 +117,8 @@ class SpotKube:
         return Action(
             replicas=pods.sum(axis=1),
             concurrency=np.array(self.concurrency, dtype=np.int64),
-            pods=pods, nodes=nodes,
+            pods=pods,
+            nodes=nodes,
             notes=tuple(r for r in plan.reasons if not r.startswith("evolved ")),
         )
 

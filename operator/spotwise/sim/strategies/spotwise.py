@@ -34,13 +34,22 @@ class SpotwiseStrategy:
             at=view.now,
             step_seconds=view.step_seconds,
             workloads=tuple(
-                WorkloadObservation(w.name, tuple(float(x) for x in view.rates[i]),
-                                    current_replicas=int(view.pods[i].sum()))
-                for i, w in enumerate(view.workloads)),
+                WorkloadObservation(
+                    w.name,
+                    tuple(float(x) for x in view.rates[i]),
+                    current_replicas=int(view.pods[i].sum()),
+                )
+                for i, w in enumerate(view.workloads)
+            ),
             interrupted_pools=frozenset(view.pools[p].name for p in view.noticed_pools),
         )
-        decision = decide(self.spec, observation, self.state, engine=self.engine,
-                          seed=self.context.seed + self.ticks)
+        decision = decide(
+            self.spec,
+            observation,
+            self.state,
+            engine=self.engine,
+            seed=self.context.seed + self.ticks,
+        )
         self.ticks += 1
         self.state = decision.state
         plan = decision.plan
@@ -56,9 +65,11 @@ class SpotwiseStrategy:
             nodes[self.pool_index[node.pool]] = node.count
         return Action(
             replicas=pods.sum(axis=1),
-            concurrency=np.array([plan.workload(w.name).concurrency for w in view.workloads],
-                                 dtype=np.int64),
-            pods=pods, nodes=nodes,
+            concurrency=np.array(
+                [plan.workload(w.name).concurrency for w in view.workloads], dtype=np.int64
+            ),
+            pods=pods,
+            nodes=nodes,
             notes=tuple(r for r in plan.reasons if not r.startswith("evolved ")),
         )
 
