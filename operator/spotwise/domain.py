@@ -186,8 +186,9 @@ class NodeCount:
 @dataclass(frozen=True, slots=True)
 class Plan:
     """An engine's answer. `feasible` is False when some hard rule could not be met;
-    `reasons` then says which. `over_budget` marks the cheapest SLO-meeting plan when
-    no plan meets both the SLO and `max_hourly_cost`."""
+    `reasons` then says which. `over_budget` is True when the plan costs more than
+    `max_hourly_cost`: engines return such a plan when nothing they found meets both the
+    SLO and the budget (the exact engine proves none exists)."""
 
     engine: str
     feasible: bool

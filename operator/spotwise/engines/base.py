@@ -248,9 +248,10 @@ def effective_need(tables: Tables, w: int, g: int) -> int:
 
 
 def survive_need(tables: Tables, w: int, g: int) -> int:
-    """Replicas workload w must keep after losing any one spot pool, at grid index g.
-    Never more than it runs: for a workload whose SLO is out of reach anyway this
-    asks for all of it to survive, i.e. no spot pool may hold any of its pods."""
+    """Replicas workload w must keep after losing any one spot pool, at grid index g,
+    capped at what it runs. For a workload whose planned SLO is out of reach this can ask
+    for every replica to survive (no spot pods at all); when even the unpadded demand is
+    out of reach the requirement is 0 (the plan is infeasible anyway)."""
     return min(int(tables.survive[w][g]), effective_need(tables, w, g))
 
 
