@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spotwise.api.v1alpha1 import ScalingPolicySpec
-from spotwise.domain import Pool, Usl
+from spotwise.domain import Plan, Pool, Usl
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -141,3 +141,24 @@ def pools_by_price_per_pod(
             continue
         out.append((pool.hourly_price / view.ppn[w, p], p))
     return [p for _, p in sorted(out)]
+
+
+def action_from_plan(plan: Plan, view: View) -> Action:
+    """A plan's replicas, concurrency, pods per pool and nodes per pool as an `Action`."""
+    pool_index = {p.name: i for i, p in enumerate(view.pools)}
+    pods = np.zeros((len(view.workloads), len(view.pools)), dtype=np.int64)
+    for i, w in enumerate(view.workloads):
+        for pool, count in plan.workload(w.name).pods_by_pool:
+            pods[i, pool_index[pool]] = count
+    nodes = np.zeros(len(view.pools), dtype=np.int64)
+    for node in plan.nodes:
+        nodes[pool_index[node.pool]] = node.count
+    return Action(
+        replicas=pods.sum(axis=1),
+        concurrency=np.array(
+            [plan.workload(w.name).concurrency for w in view.workloads], dtype=np.int64
+        ),
+        pods=pods,
+        nodes=nodes,
+        notes=tuple(r for r in plan.reasons if not r.startswith("evolved ")),
+    )

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from spotwise.decide import build_catalog, compile_problem
 from spotwise.domain import Plan, Problem
 from spotwise.engines.genetic import GeneticEngine
@@ -23,6 +21,7 @@ from spotwise.sim.strategies.base import (
     Provisioner,
     StrategyContext,
     View,
+    action_from_plan,
     register,
 )
 from spotwise.sim.strategies.hpa import fixed_concurrency
@@ -50,7 +49,6 @@ class SpotKube:
             seed=opt.genetic.seed,
         )
         self.catalog = build_catalog(self.spec)
-        self.pool_index = {p.name: i for i, p in enumerate(context.pools)}
         self.last_plan: Plan | None = None
         self.ticks = 0
 
@@ -106,21 +104,7 @@ class SpotKube:
         )
         self.ticks += 1
         self.last_plan = plan
-        n_w, n_p = len(view.workloads), len(view.pools)
-        pods = np.zeros((n_w, n_p), dtype=np.int64)
-        for i, w in enumerate(view.workloads):
-            for pool, count in plan.workload(w.name).pods_by_pool:
-                pods[i, self.pool_index[pool]] = count
-        nodes = np.zeros(n_p, dtype=np.int64)
-        for node in plan.nodes:
-            nodes[self.pool_index[node.pool]] = node.count
-        return Action(
-            replicas=pods.sum(axis=1),
-            concurrency=np.array(self.concurrency, dtype=np.int64),
-            pods=pods,
-            nodes=nodes,
-            notes=tuple(r for r in plan.reasons if not r.startswith("evolved ")),
-        )
+        return action_from_plan(plan, view)
 
 
 @register("spotkube")

@@ -8,11 +8,16 @@ pool (what the placement spread realizes) and nodes per pool.
 
 from __future__ import annotations
 
-import numpy as np
-
 from spotwise.decide import GuardState, Observation, WorkloadObservation, decide, engine_for
 from spotwise.engines.base import Engine
-from spotwise.sim.strategies.base import Action, Provisioner, StrategyContext, View, register
+from spotwise.sim.strategies.base import (
+    Action,
+    Provisioner,
+    StrategyContext,
+    View,
+    action_from_plan,
+    register,
+)
 
 
 class SpotwiseStrategy:
@@ -26,7 +31,6 @@ class SpotwiseStrategy:
         self.interval_seconds = float(self.spec.interval_seconds)
         self.engine: Engine = engine_for(self.spec, context.engine)
         self.state = GuardState()
-        self.pool_index = {p.name: i for i, p in enumerate(context.pools)}
         self.ticks = 0
 
     def decide(self, view: View) -> Action:
@@ -55,23 +59,7 @@ class SpotwiseStrategy:
         plan = decision.plan
         if plan is None:
             return Action(view.pods.sum(axis=1), view.concurrency, view.pods, view.nodes)
-        n_w, n_p = len(view.workloads), len(view.pools)
-        pods = np.zeros((n_w, n_p), dtype=np.int64)
-        for i, w in enumerate(view.workloads):
-            for pool, n in plan.workload(w.name).pods_by_pool:
-                pods[i, self.pool_index[pool]] = n
-        nodes = np.zeros(n_p, dtype=np.int64)
-        for node in plan.nodes:
-            nodes[self.pool_index[node.pool]] = node.count
-        return Action(
-            replicas=pods.sum(axis=1),
-            concurrency=np.array(
-                [plan.workload(w.name).concurrency for w in view.workloads], dtype=np.int64
-            ),
-            pods=pods,
-            nodes=nodes,
-            notes=tuple(r for r in plan.reasons if not r.startswith("evolved ")),
-        )
+        return action_from_plan(plan, view)
 
 
 @register("spotwise")
