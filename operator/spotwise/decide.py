@@ -372,7 +372,10 @@ def decide(
             capacities[ws.name] = obs.capacity
 
     # Guard 1: what the SLO needs now, remembered for the scale-down window.
-    free = compile_problem(spec, demands, capacities=capacities, shunned=frozenset(shunned))
+    catalog = build_catalog(spec)  # once per tick: both compiles below use it
+    free = compile_problem(
+        spec, demands, capacities=capacities, shunned=frozenset(shunned), catalog=catalog
+    )
     tables = build_tables(free)
     need_now = {
         w.name: _least_need(tables.need[i], w.max_replicas) for i, w in enumerate(free.workloads)
@@ -404,7 +407,12 @@ def decide(
         hi = max(hi, ws.replicas.min)  # never below min, even when that is a bigger step
         bounds[ws.name] = (min(lo, hi), hi)
     problem = compile_problem(
-        spec, demands, capacities=capacities, bounds=bounds, shunned=frozenset(shunned)
+        spec,
+        demands,
+        capacities=capacities,
+        bounds=bounds,
+        shunned=frozenset(shunned),
+        catalog=catalog,
     )
     engine = engine or engine_for(spec)
     # Keep a plan that still meets every rule (bounds included) until it is due for

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from spotwise.sim.demo import DEMO, demo_policy
-from spotwise.sim.run import BASELINES, run_one, run_strategies, summarize, weights_split
+from spotwise.sim.run import BASELINES, Job, run_one, run_strategies, summarize, weights_split
 from spotwise.sim.simulator import FloatArray, SimConfig, SimResult
 from spotwise.sim.traces import Trace, load_trace_csv, synthetic
 
@@ -102,7 +102,7 @@ def run_savings_benchmark(
                 interruption_scale=settings.interruption_scale,
             )
             bar.update(task, description=f"{trace_name}: oracle")
-            oracle = run_one(_job(policy.to_k8s(), arrivals, "oracle", config))
+            oracle = run_one(Job(policy.to_k8s(), arrivals, "oracle", config))
             bar.advance(task)
             for seed in settings.seeds:
                 bar.update(task, description=f"{trace_name}: seed {seed}")
@@ -144,12 +144,6 @@ def run_savings_benchmark(
         "targets": targets(runs),
         "wallSeconds": round(time.perf_counter() - started, 1),
     }
-
-
-def _job(policy: dict[str, Any], arrivals: FloatArray, strategy: str, config: SimConfig) -> Any:
-    from spotwise.sim.run import Job
-
-    return Job(policy, arrivals, strategy, config)
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

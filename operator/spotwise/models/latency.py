@@ -98,7 +98,7 @@ def min_replicas(
     single request takes, or the load needs more than `limit` replicas)."""
     c = np.atleast_1d(np.asarray(concurrency, dtype=np.int64))
     if load_rps <= 0:
-        floor_ms = 1000.0 * tail_factor * float(response_time(usl, 1.0))
+        floor_ms = slo_floor_ms(usl, tail_factor)
         return np.where(floor_ms <= slo_p95_ms, 1, 0).astype(np.int64) * np.ones_like(c)
 
     def meets(n: NDArray[np.int64]) -> NDArray[np.bool_]:
