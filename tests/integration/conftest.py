@@ -3,3 +3,5 @@
 Each server's fixtures live in a module of their own beside this file and are registered here
 by import. A test that needs a server the machine lacks is skipped with the reason.
 """
+
+from promserver import prometheus, prometheus_factory, secure_prometheus  # noqa: F401
