@@ -197,6 +197,22 @@ def test_min_replicas_is_the_smallest_that_meets_the_slo(usl, load, slo, limits,
             assert p95(usl, n - 1, c, load, tail) > slo
 
 
+@given(
+    USLS,
+    st.floats(0.01, 5000),
+    st.floats(1.0, 2000),
+    st.lists(st.tuples(LIMITS, st.integers(0, 3000)), min_size=1, max_size=6),
+    st.integers(1, 3000),
+)
+def test_a_hint_never_changes_min_replicas(usl, load, slo, limits_and_hints, limit):
+    limits, hints = (list(x) for x in zip(*limits_and_hints, strict=True))
+    plain = min_replicas(usl, concurrency=limits, load_rps=load, slo_p95_ms=slo, limit=limit)
+    hinted = min_replicas(
+        usl, concurrency=limits, load_rps=load, slo_p95_ms=slo, limit=limit, hint=hints
+    )
+    assert hinted.tolist() == plain.tolist()
+
+
 def test_min_replicas_hand_example():
     grid = [1, 8, 44]
     ns = min_replicas(WEB, concurrency=grid, load_rps=1000.0, slo_p95_ms=200.0)

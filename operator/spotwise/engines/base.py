@@ -12,6 +12,7 @@ Not here: how a policy becomes a problem (`spotwise.decide`), or any I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -149,28 +150,46 @@ def workload_tables(w: Workload, headroom: float) -> tuple[IntArray, IntArray, I
         n = np.full(grid.shape, w.min_replicas, dtype=np.int64)
         s = np.zeros(grid.shape, dtype=np.int64)
     else:
-        n = min_replicas(
-            w.usl,
-            concurrency=grid,
-            load_rps=planned,
-            slo_p95_ms=w.slo_p95_ms,
-            tail_factor=w.tail_factor,
-            limit=limit,
-        )
-        s = min_replicas(
-            w.usl,
-            concurrency=grid,
-            load_rps=w.demand_rps,
-            slo_p95_ms=w.slo_p95_ms,
-            tail_factor=w.tail_factor,
-            limit=limit,
-        )
+        n = _min_replicas_near(w, grid, planned, limit)
+        s = _min_replicas_near(w, grid, w.demand_rps, limit)
         n = np.where(n > 0, np.maximum(n, w.min_replicas), -1)
     n = np.where(n > w.max_replicas, -1, n)
     return grid, n.astype(np.int64), s.astype(np.int64)
 
 
+# The last replica counts found per workload shape. A control loop asks again at a
+# nearby load each tick, so they start the search next to the answer; they never
+# change it (see min_replicas). Bounded: cleared when it grows past _HINTS_MAX keys.
+_HINTS: dict[tuple[object, ...], IntArray] = {}
+_HINTS_MAX = 4096
+
+
+def _min_replicas_near(w: Workload, grid: IntArray, load: float, limit: int) -> IntArray:
+    """min_replicas for w's SLO at `load`, the search started from the last answer."""
+    key = (w.usl, w.slo_p95_ms, w.tail_factor, limit, grid.tobytes(), load == w.demand_rps)
+    found = min_replicas(
+        w.usl,
+        concurrency=grid,
+        load_rps=load,
+        slo_p95_ms=w.slo_p95_ms,
+        tail_factor=w.tail_factor,
+        limit=limit,
+        hint=_HINTS.get(key),
+    )
+    if len(_HINTS) >= _HINTS_MAX:
+        _HINTS.clear()
+    _HINTS[key] = np.where(found > 0, found, limit)
+    return found
+
+
 def build_tables(problem: Problem) -> Tables:
+    """The problem's tables. A tick asks for them several times (the guard, the cache
+    key, the engine): equal problems share one read-only copy."""
+    return _tables_of(problem)
+
+
+@functools.lru_cache(maxsize=8)
+def _tables_of(problem: Problem) -> Tables:
     cons = problem.constraints
     grids: list[IntArray] = []
     need: list[IntArray] = []
@@ -198,6 +217,8 @@ def build_tables(problem: Problem) -> Tables:
     usable = (ppn > 0) & open_pool[None, :]
     if cons.spot_max_share <= 0:
         usable &= ~is_spot[None, :]
+    for array in (*grids, *need, *survive, ppn, price, is_spot, usable):
+        array.flags.writeable = False
     return Tables(problem, grids, need, survive, ppn, price, is_spot, usable, unreachable)
 
 

@@ -114,22 +114,9 @@ class _Space:
         self.rate = np.array([problem.pools[p].interruptions_per_hour for p in self.pools])
         per_pod = np.where(self.usable, self.price * self.frac, np.inf)
         # Pools in the order the decoder fills them: cheapest pod first, per workload.
-        self.spot_order = [
-            [
-                int(p)
-                for p in np.argsort(per_pod[w], kind="stable")
-                if self.spot[p] and self.usable[w, p]
-            ]
-            for w in range(self.n_w)
-        ]
-        self.od_order = [
-            [
-                int(p)
-                for p in np.argsort(per_pod[w], kind="stable")
-                if not self.spot[p] and self.usable[w, p]
-            ]
-            for w in range(self.n_w)
-        ]
+        by_price = [np.argsort(per_pod[w], kind="stable") for w in range(self.n_w)]
+        self.spot_order = [o[self.spot[o] & self.usable[w, o]] for w, o in enumerate(by_price)]
+        self.od_order = [o[~self.spot[o] & self.usable[w, o]] for w, o in enumerate(by_price)]
         # The most constrained workloads first (fewest pools they fit), then big pods
         # first, as in first-fit decreasing: small pods fill in around them.
         fits = self.usable.sum(axis=1)
@@ -206,22 +193,24 @@ class _Space:
         w: int,
         placed: IntArray,
         room: FloatArray,
-        order: Sequence[int],
+        order: IntArray,
         amount: IntArray,
         cap: IntArray | None,
     ) -> None:
-        """Put up to `amount` pods of w into the free room of pools in `order`."""
-        left = np.maximum(amount, 0)
-        for p in order:
-            if not left.any():
-                return
-            fit = np.floor(room[:, p] * self.ppn[w, p] + _ROOM_EPS).astype(np.int64)
-            if cap is not None:
-                fit = np.minimum(fit, cap - placed[:, p])
-            t = np.clip(np.minimum(left, fit), 0, None)
-            placed[:, p] += t
-            room[:, p] -= t * self.frac[w, p]
-            left -= t
+        """Put up to `amount` pods of w into the free room of pools in `order`, filling
+        each pool before the next. Each pool's fit does not depend on what went into the
+        others, so the sequential fill is a clipped cumulative sum over the order."""
+        if not len(order):
+            return
+        idx = order
+        fit = np.floor(room[:, idx] * self.ppn[w, idx] + _ROOM_EPS).astype(np.int64)
+        if cap is not None:
+            fit = np.minimum(fit, cap[:, None] - placed[:, idx])
+        fit = np.maximum(fit, 0)
+        before = np.cumsum(fit, axis=1) - fit
+        t = np.minimum(np.maximum(np.maximum(amount, 0)[:, None] - before, 0), fit)
+        placed[:, idx] += t
+        room[:, idx] -= t * self.frac[w, idx]
 
     def _buy(
         self,
