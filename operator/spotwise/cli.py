@@ -528,6 +528,50 @@ def bench_savings(
         )
 
 
+@app.command(name="run")
+def run_cmd(
+    namespace: Annotated[
+        list[str],
+        typer.Option("-n", "--namespace", help="Serve policies in this namespace; repeatable."),
+    ] = [],  # noqa: B006
+    all_namespaces: Annotated[
+        bool, typer.Option("-A", "--all-namespaces", help="Serve policies in every namespace.")
+    ] = False,
+    standalone: Annotated[
+        bool, typer.Option(help="No peering: run even if other operators serve the same policies.")
+    ] = False,
+    liveness: Annotated[
+        str | None,
+        typer.Option(help="Liveness endpoint to serve, e.g. http://0.0.0.0:8080/healthz."),
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="Serve the operator's Prometheus metrics on this port; 0: off.")
+    ] = 8000,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="Kubeconfig file; default: in-cluster, else $KUBECONFIG."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Run the operator: one control loop per ScalingPolicy, until interrupted."""
+    from spotwise.controller import RunError, RunOptions, UsageError, run
+
+    try:
+        run(
+            RunOptions(
+                namespaces=tuple(namespace),
+                all_namespaces=all_namespaces,
+                standalone=standalone,
+                liveness=liveness,
+                metrics_port=metrics_port or None,
+                kubeconfig=kubeconfig,
+                verbose=verbose,
+            )
+        )
+    except RunError as e:
+        fail(f"spotwise run: {e}", code=2 if isinstance(e, UsageError) else 1)
+
+
 def main() -> None:
     try:
         app()
