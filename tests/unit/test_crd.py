@@ -321,7 +321,9 @@ def test_every_cel_rule_has_a_message() -> None:
             assert set(rule) == {"rule", "message"}, path
 
 
-def test_optional_objects_default_to_empty() -> None:
+def test_optional_objects_default_to_their_fields_defaults() -> None:
+    # Spelled out, not {}: the API server checks a default against the object's CEL rules
+    # as written (a real kube-apiserver refused `default: {}` under `self.min <= self.max`).
     for path in (
         "spec.nodes",
         "spec.objective",
@@ -334,7 +336,10 @@ def test_optional_objects_default_to_empty() -> None:
         "spec.nodes.catalog",
         "spec.nodes.spot",
     ):
-        assert schema_at(path)["default"] == {}, path
+        node = schema_at(path)
+        spelled = {k: v["default"] for k, v in node["properties"].items() if "default" in v}
+        assert node["default"] == spelled, path
+        assert node["default"] == apply_defaults(node, {}), path
     for path in ("spec.prometheus", "spec.workloads[].capacity", "spec.workloads[].metrics"):
         assert "default" not in schema_at(path), path
 

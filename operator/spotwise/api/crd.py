@@ -4,8 +4,8 @@
 the API server accepts: every ``$ref`` inlined, no titles, ``anyOf [X, null]`` as
 ``X`` + ``nullable: true``, literals as string enums, JSON-Schema-2020 numeric
 ``exclusiveMinimum``/``exclusiveMaximum`` in their OpenAPI v3.0 boolean form, and
-``default: {}`` on optional objects whose fields all have defaults so the API server
-fills nested defaults. CEL rules and list types come from the models'
+a spelled-out default on optional objects whose fields all have defaults so the API
+server fills an omitted object. CEL rules and list types come from the models'
 ``json_schema_extra``. `render_crd()` is what `make crds` writes to
 ``manifests/crds/spotwise.dev_scalingpolicies.yaml``.
 """
@@ -201,8 +201,14 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> di
                 and not sub.get("nullable")
                 and "default" not in sub
             ):
-                # Let the API server fill nested defaults of an omitted object.
-                sub["default"] = {}
+                # Let the API server fill an omitted object. Spelled out, not {}: the
+                # server checks a default against the CEL rules as written, before
+                # filling nested defaults, so `{}` would fail `self.min <= self.max`.
+                sub["default"] = {
+                    key: prop["default"]
+                    for key, prop in sub["properties"].items()
+                    if "default" in prop
+                }
                 node["properties"][name] = _ordered(sub)
 
     additional = node.get("additionalProperties")
