@@ -36,6 +36,7 @@ from spotwise.domain import (
 from spotwise.engines import create_engine, engine_names
 from spotwise.engines.base import Engine, build_tables, check_plan, refresh_predictions
 from spotwise.engines.exact import ExactEngine
+from spotwise.engines.rl import AgentError
 from spotwise.models.demand import forecast
 from spotwise.models.risk import pools_for
 
@@ -160,32 +161,36 @@ def compile_problem(
 CHURN_WEIGHT_HOURS = 0.25
 
 
-def engine_for(spec: ScalingPolicySpec, name: str | None = None) -> Engine:
-    """The engine the policy asks for (or `name`), with the policy's settings."""
+def engine_for(
+    spec: ScalingPolicySpec, name: str | None = None, *, agent: str | None = None
+) -> Engine:
+    """The engine the policy asks for (or `name`), with the policy's settings. `agent`
+    overrides `spec.optimizer.rl.agent` for the rl and hybrid engines."""
     opt = spec.optimizer
     name = name or opt.engine
     options: dict[str, object] = {
         "time_budget_seconds": opt.time_budget_seconds,
         "churn_weight": CHURN_WEIGHT_HOURS,
     }
-    if name in ("genetic", "hybrid"):
+    # rl falls back to the genetic engine, so it takes the genetic settings too.
+    if name in ("genetic", "hybrid", "rl"):
         options.update(
             population=opt.genetic.population,
             generations=opt.genetic.generations,
             objectives=opt.genetic.objectives,
             seed=opt.genetic.seed,
         )
-    if name in ("rl", "hybrid") and opt.rl.agent:
-        options["agent"] = opt.rl.agent
+    if name in ("rl", "hybrid") and (agent or opt.rl.agent):
+        options["agent"] = agent or opt.rl.agent
     try:
         return create_engine(name, **options)
     except KeyError:
-        planned = {"rl", "hybrid"}
         raise DecisionError(
             f"engine {name!r} is not available in this version (available: "
             f"{', '.join(n for n in engine_names())})"
-            + ("; it is planned" if name in planned else "")
         ) from None
+    except AgentError as e:
+        raise DecisionError(str(e)) from None
 
 
 def reference_cost(problem: Problem) -> float:
