@@ -473,6 +473,140 @@ def demo(
     )
 
 
+class Algo(StrEnum):
+    ppo = "ppo"
+    a2c = "a2c"
+    dqn = "dqn"
+
+
+@app.command()
+def train(
+    policy_file: Annotated[Path, typer.Option("--policy", "-f", help="ScalingPolicy YAML.")],
+    trace: Annotated[
+        list[str],
+        typer.Option(
+            help="builtin:NAME, synthetic:KIND[:DAYS] or a CSV file (FILE@FROM..TO cuts a CSV "
+            "with timestamps to dates); repeatable. Each is rescaled to --peak-rps."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Agent file to write: policies/agents/NAME.zip.")],
+    steps: Annotated[int, typer.Option(help="Training steps (engine decisions).")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Seed for episodes, interruptions and the net.")] = 0,
+    algo: Annotated[Algo, typer.Option(help="ppo, a2c, or dqn (one knob per step).")] = Algo.ppo,
+    weight: Annotated[
+        list[str], typer.Option(help="WORKLOAD=W: its share of each trace (default equal).")
+    ] = [],  # noqa: B006
+    peak_rps: Annotated[float, typer.Option(help="Busiest step of each trace, req/s.")] = 2000.0,
+    envs: Annotated[int, typer.Option(help="Vectorized environments.")] = 4,
+    processes: Annotated[
+        bool, typer.Option(help="One process per environment (default: all in this one).")
+    ] = False,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    episode_hours: Annotated[float, typer.Option(help="Hours per training episode.")] = 12.0,
+    step_seconds: Annotated[float, typer.Option(help="Simulation step in training.")] = 10.0,
+    interruption_scale: Annotated[
+        float, typer.Option(help="Multiply spot interruption rates in training and evaluation.")
+    ] = 100.0,
+    eval_trace: Annotated[
+        list[str], typer.Option(help="Held-out trace for the model card; repeatable.")
+    ] = [],  # noqa: B006
+    eval_seeds: Annotated[str, typer.Option(help="Comma-separated evaluation seeds.")] = "1",
+    eval_days: Annotated[float, typer.Option(help="Days of each held-out trace.")] = 2.0,
+) -> None:
+    """Train an agent for the rl engine and write it with its model card."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    try:
+        from spotwise.rl.env import EpisodeSettings
+        from spotwise.rl.train import EvalSettings, TrainError, TrainSettings
+        from spotwise.rl.train import train as run_training
+    except ImportError as e:
+        fail(
+            f"spotwise train needs the optional 'rl' extra (stable-baselines3, gymnasium, "
+            f"torch); {e.name} is not installed: pip install 'spotwise[rl]'"
+        )
+    policy = load(policy_file)
+    names = [w.name for w in policy.spec.workloads]
+    shares = dict.fromkeys(names, 1.0)
+    for item in weight:
+        name, _, value = item.partition("=")
+        if name not in shares:
+            raise typer.BadParameter(f"unknown workload {name!r}", param_hint="--weight")
+        try:
+            shares[name] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: not a number", param_hint="--weight") from None
+    settings = TrainSettings(
+        steps=steps,
+        seed=seed,
+        algo=algo.value,
+        envs=envs,
+        processes=processes,
+        threads=threads,
+        peak_rps=peak_rps,
+        weights=tuple(shares[n] for n in names),
+        episode=EpisodeSettings(
+            hours=episode_hours, step_seconds=step_seconds, interruption_scale=interruption_scale
+        ),
+    )
+    evaluation = EvalSettings(
+        traces=tuple(eval_trace),
+        seeds=tuple(int(x) for x in eval_seeds.split(",") if x.strip()),
+        days=eval_days,
+        interruption_scale=interruption_scale,
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as bar:
+        task = bar.add_task(f"training {out.stem} ({algo.value})", total=steps)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        def evaluating(what: str) -> None:
+            bar.update(task, description=f"held-out: {what}")
+
+        try:
+            result = run_training(
+                policy,
+                policy_file,
+                trace,
+                out,
+                settings,
+                evaluation,
+                on_progress=progress,
+                on_eval=evaluating,
+            )
+        except (TrainError, DecisionError) as e:
+            fail(str(e))
+    card = result.card
+    err.print(
+        f"wrote {out} and its card ({out.with_suffix('.md').name}, "
+        f"{out.with_suffix('.json').name}, {out.with_suffix('.reward.png').name}): "
+        f"{card['steps']:,} steps in {card['trainingSeconds']:.0f} s",
+        highlight=False,
+    )
+    ev = card.get("evaluation")
+    if ev:
+        err.print(
+            f"held-out: rl / genetic cost worst {ev['rlCostVsGeneticMax']}, mean "
+            f"{ev['rlCostVsGeneticMean']}; rl SLO violation worst {ev['rlSloViolationPctMax']} %",
+            highlight=False,
+        )
+
+
 @bench_app.command("optimizer")
 def bench_optimizer(
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.json,

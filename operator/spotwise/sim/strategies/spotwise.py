@@ -29,7 +29,7 @@ class SpotwiseStrategy:
         self.spec = context.spec
         self.name = f"spotwise:{context.engine or self.spec.optimizer.engine}"
         self.interval_seconds = float(self.spec.interval_seconds)
-        self.engine: Engine = engine_for(self.spec, context.engine)
+        self.engine: Engine = engine_for(self.spec, context.engine, agent=context.agent)
         self.state = GuardState()
         self.ticks = 0
 
@@ -47,6 +47,10 @@ class SpotwiseStrategy:
             ),
             interrupted_pools=frozenset(view.pools[p].name for p in view.noticed_pools),
         )
+        # Learned engines see the time of day: simulated time, not the wall clock.
+        observe_time = getattr(self.engine, "observe_time", None)
+        if observe_time is not None:
+            observe_time(view.now)
         decision = decide(
             self.spec,
             observation,
