@@ -5,6 +5,7 @@ network is `FakeCluster` from the tick tests; the stop flag is kopf's own."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import kopf
@@ -15,6 +16,7 @@ from test_controller_tick import FakeCluster, policy_body
 from spotwise.controller.handlers import (
     FINALIZER,
     Controller,
+    QuietNodeEvents,
     configure,
     interval_of,
 )
@@ -119,3 +121,14 @@ def test_spec_seen_reports_a_bad_spec_at_once():
     assert ready["reason"] == "InvalidSpec" and "intervalSeconds" in ready["message"]
     rt = ctl.policies.get("team", "shop")
     assert rt is not None and not rt.wake.is_set()  # found, not changed: no extra tick
+
+
+def test_node_handler_successes_are_not_logged_but_everything_else_is():
+    quiet = QuietNodeEvents()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None)
+
+    assert not quiet.filter(record("Handler 'nodes' succeeded."))
+    assert quiet.filter(record("Handler 'spec-created' succeeded."))
+    assert quiet.filter(record("Handler 'nodes' failed with an exception. Will ignore."))
