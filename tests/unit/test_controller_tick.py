@@ -638,7 +638,7 @@ def test_nap_ends_on_wake_stop_or_time():
         out = []
         rt.interrupt("cheap.large/spot")
         out.append(await rt.nap(3600, stop.wait()))
-        rt.take_interruptions()
+        rt.wake.clear()  # what the next tick does first
         out.append(await rt.nap(0.01, stop.wait()))
         stop.set()
         out.append(await rt.nap(3600, stop.wait()))
@@ -656,6 +656,26 @@ def test_a_wake_during_a_tick_is_kept_for_the_next_one(fake, rt):
     run_tick(fake, rt, fake.shell(InterruptingSolver()))
     assert rt.wake.is_set()
     assert rt.take_interruptions() == {"dear.large/spot"}
+
+
+@pytest.mark.parametrize("cause", ["spec change", "interruption"])
+def test_a_woken_tick_on_an_invalid_spec_leaves_no_wake_behind(fake, rt, cause):
+    # Otherwise the daemon's next wait would end at once: a hot loop on a bad spec.
+    fake.body["spec"]["intervalSeconds"] = 5
+    if cause == "interruption":
+        rt.interrupt("cheap.large/spot")
+    else:
+        rt.wake.set()
+    shell = fake.shell()
+    assert run_tick(fake, rt, shell).outcome == "invalid"
+    assert not rt.wake.is_set()
+    assert (
+        shell.telemetry.registry.get_sample_value(
+            "spotwise_decisions_total",
+            {"namespace": "team", "policy": "shop", "outcome": "invalid"},
+        )
+        == 1.0
+    )
 
 
 def test_guard_state_is_kept_per_policy(fake, rt):

@@ -116,6 +116,10 @@ class Telemetry:
             self.nodes.labels(*key, itype, ctype).set(count)
         self._series[key] = {p for p, c in pools.items() if c > 0}
 
+    def ended(self, namespace: str, name: str, outcome: str) -> None:
+        """Count a tick that reached no decision (`invalid`, `failed`)."""
+        self.decisions.labels(namespace, name, outcome).inc()
+
     def actuation_failed(self, namespace: str, name: str, errors: int) -> None:
         if errors:
             self.actuation_errors.labels(namespace, name).inc(errors)

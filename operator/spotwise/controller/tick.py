@@ -98,8 +98,6 @@ class PolicyRuntime:
         self.wake.set()
 
     def take_interruptions(self) -> frozenset[str]:
-        # Clearing here, not after the tick, keeps a wake-up that arrives mid-tick.
-        self.wake.clear()
         pools = frozenset(self.pending_pools)
         self.pending_pools.clear()
         return pools
@@ -220,6 +218,9 @@ async def check_spec(body: Mapping[str, Any], rt: PolicyRuntime, shell: Shell) -
 
 
 async def _tick(body: Mapping[str, Any], rt: PolicyRuntime, shell: Shell) -> TickResult:
+    # Whatever woke this tick is being handled now; a wake-up during it starts the next
+    # one. Cleared first, so that no early return leaves the daemon a hot loop.
+    rt.wake.clear()
     now = shell.clock()
     status: Mapping[str, Any] = body.get("status") or {}
     loaded = load(body)
@@ -365,6 +366,8 @@ async def _report(
     decided: Plan | None = None,
 ) -> TickResult:
     """Patch the status fields that changed, then post the events."""
+    if outcome in ("invalid", "failed"):
+        shell.telemetry.ended(rt.namespace, rt.name, outcome)
     status: Mapping[str, Any] = body.get("status") or {}
     generation = (body.get("metadata") or {}).get("generation")
     desired: dict[str, Any] = {
