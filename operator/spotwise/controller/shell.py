@@ -167,6 +167,9 @@ class KubeShell:
         now = self.clock()
         if cached is not None and now - cached[0] < CLIENT_TTL_SECONDS:
             return cached[1]
+        # Expired entries go too: deleted policies and old specs leave no clients behind.
+        for stale in [k for k, (at, _) in self._clients.items() if now - at >= CLIENT_TTL_SECONDS]:
+            del self._clients[stale]
         client = self.calls.connect(
             spec, secrets=self._secret_reader(namespace), namespace=namespace
         )
