@@ -286,11 +286,16 @@ class Simulation:
         changed = 0
         if self.action.nodes is not None:
             have = c.all_nodes()
+            # Make before break: a node leaves once no pod needs it. Pods stay on a node
+            # the plan drops until their replacements run elsewhere (reconcile_pods).
+            busy = np.ceil(c.used() - 1e-6).astype(np.int64)
             for p, want in enumerate(self.action.nodes):
                 if want > have[p]:
                     changed += c.launch(p, int(want - have[p]), now)
                 elif want < have[p]:
-                    changed += self.remove_nodes(p, int(have[p] - want), now)
+                    surplus = int(min(have[p] - want, have[p] - busy[p]))
+                    if surplus > 0:
+                        changed += self.remove_nodes(p, surplus, now)
             return changed
         prov = self.strategy.provisioner
         if prov is None:
@@ -350,17 +355,33 @@ class Simulation:
         c.evict_overflow(now)
         return min(count, len(nodes))
 
+    def _dearest_first(self, w: int) -> list[int]:
+        c = self.cluster
+        return sorted(
+            range(len(self.setup.pools)),
+            key=lambda p: -self.setup.pools[p].hourly_price / max(c.ppn[w, p], 1),
+        )
+
     def reconcile_pods(self, now: float, history: FloatArray, load: FloatArray) -> None:
         c = self.cluster
         pods = c.running + c.starting_pods()
         if self.action.pods is not None:
+            starting = c.starting_pods()
             for w in range(self.n_w):
-                for p in range(len(self.setup.pools)):
-                    want, have = int(self.action.pods[w, p]), int(pods[w, p])
-                    if have > want:
-                        c.stop_pods(w, p, have - want)
-                    elif want > have:
-                        c.start_pods(w, p, want - have, now)
+                want = self.action.pods[w]
+                for short in np.flatnonzero(want > pods[w]).tolist():
+                    c.start_pods(w, short, int(want[short] - pods[w, short]), now)
+                # Make before break: pods not ready yet go at once; running ones only
+                # while the workload still runs as many ready pods as the plan asks for.
+                spare = max(int(c.running[w].sum()) - int(want.sum()), 0)
+                for p in self._dearest_first(w):
+                    excess = int(pods[w, p] - want[p])
+                    if excess <= 0:
+                        continue
+                    not_ready = min(excess, int(starting[w, p]))
+                    ready = min(excess - not_ready, spare)
+                    c.stop_pods(w, p, not_ready + ready)
+                    spare -= ready
             return
         prov = self.strategy.provisioner
         view = None
@@ -368,12 +389,8 @@ class Simulation:
             want, have = int(self.action.replicas[w]), int(pods[w].sum())
             if have > want:
                 # Scale in from the dearest pods.
-                dear = sorted(
-                    range(len(self.setup.pools)),
-                    key=lambda p: -self.setup.pools[p].hourly_price / max(c.ppn[w, p], 1),
-                )
                 left = have - want
-                for p in dear:
+                for p in self._dearest_first(w):
                     left -= c.stop_pods(w, p, min(left, int(pods[w, p])))
                     if left <= 0:
                         break
