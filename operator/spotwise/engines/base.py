@@ -29,7 +29,7 @@ from spotwise.domain import (
     Workload,
     WorkloadPlan,
 )
-from spotwise.models.capacity import peak_concurrency
+from spotwise.models.capacity import peak_concurrency, throughput
 from spotwise.models.latency import min_replicas, p95_ms
 from spotwise.models.packing import pods_per_node
 
@@ -250,13 +250,18 @@ def allowed_grid(tables: Tables, w: int) -> list[int]:
     if not ok:
         return [fallback_grid_index(tables, w)]
     check_survive = tables.problem.constraints.survive_pool_loss
+    # Among equal requirements keep the limit a replica serves the most at: it has the
+    # most room when load grows before the next plan (a limit past the USL peak ties at
+    # low load, then needs more replicas). Equal throughput: the larger limit queues less.
+    capacity = throughput(tables.problem.workloads[w].usl, tables.grids[w].astype(np.float64))
     keep: dict[tuple[int, int], int] = {}
     for g in ok:
         key = (int(need[g]), int(survive[g]) if check_survive else 0)
         if any(k[0] <= key[0] and k[1] <= key[1] and k != key for k in keep):
             continue
+        if key in keep and capacity[keep[key]] > capacity[g]:
+            continue
         keep = {k: v for k, v in keep.items() if not (key[0] <= k[0] and key[1] <= k[1])}
-        # Among equal requirements the larger limit queues less: keep the later one.
         keep[key] = g
     return sorted(keep.values())
 

@@ -594,7 +594,12 @@ class GeneticEngine:
             state = random.getstate()
             try:
                 random.seed(run_seed)
-                best = self._evolve(space, seeds, np.random.default_rng(run_seed), started)
+                # A control loop re-solves a problem close to the last one, whose plan is
+                # seeded: the search confirms or mends it, and half the patience does that.
+                patience = max(3, self.patience // 2) if warm_start else self.patience
+                best = self._evolve(
+                    space, seeds, np.random.default_rng(run_seed), started, patience
+                )
             finally:
                 random.setstate(state)
         grid_index, pods, nodes = space.to_problem_arrays(best)
@@ -615,7 +620,12 @@ class GeneticEngine:
     # -- evolution ------------------------------------------------------------------
 
     def _evolve(
-        self, space: _Space, seeds: Sequence[Proposal], rng: np.random.Generator, started: float
+        self,
+        space: _Space,
+        seeds: Sequence[Proposal],
+        rng: np.random.Generator,
+        started: float,
+        patience: int,
     ) -> list[int]:
         multi = self.objectives == "cost-risk"
         genome_cls: Any = creator.SpotwiseGenomeCostRisk if multi else creator.SpotwiseGenomeCost
@@ -636,7 +646,7 @@ class GeneticEngine:
         deadline = started + self.time_budget_seconds
         best_seen, stale = hall[0].fitness.values[0], 0
         for _gen in range(self.generations):
-            if time.perf_counter() > deadline or (not multi and stale >= self.patience):
+            if time.perf_counter() > deadline or (not multi and stale >= patience):
                 break
             parents = (
                 tools.selTournamentDCD(pop, len(pop) - len(pop) % 4)
