@@ -88,3 +88,9 @@ def test_policy_engines_agree_on_cost(path):
     genetic = recommend(spec, demands, engine="genetic", seed=11).plan
     assert exact.hourly_cost <= genetic.hourly_cost + 1e-9
     assert genetic.hourly_cost <= exact.hourly_cost * 1.25 + 1e-9
+
+
+def test_the_demo_runs_the_shop_spot_example_policy() -> None:
+    from spotwise.sim.demo import demo_policy_text
+
+    assert demo_policy_text() == (ROOT / "policies" / "shop-spot.yaml").read_text()

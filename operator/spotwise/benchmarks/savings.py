@@ -136,7 +136,7 @@ def run_savings_benchmark(
             "seeds": list(settings.seeds),
             "interruptionScale": settings.interruption_scale,
             "stepSeconds": settings.step_seconds,
-            "policy": "policies/shop-knative.yaml",
+            "policy": "policies/shop-spot.yaml",
             "traces": list(traces),
         },
         "runs": runs,

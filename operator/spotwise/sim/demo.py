@@ -1,7 +1,7 @@
 """The demo's embedded defaults: the built-in WorldCup98 trace and the demo policy
 shipped inside the package, so `spotwise demo` needs nothing but an install.
 
-The demo policy is `policies/shop-knative.yaml` (a test keeps the two identical).
+The demo policy is `policies/shop-spot.yaml` (a test keeps the two identical).
 """
 
 from __future__ import annotations
