@@ -479,6 +479,11 @@ class Algo(StrEnum):
     dqn = "dqn"
 
 
+class Task(StrEnum):
+    autoscale = "autoscale"
+    concurrency = "concurrency"
+
+
 @app.command()
 def train(
     policy_file: Annotated[Path, typer.Option("--policy", "-f", help="ScalingPolicy YAML.")],
@@ -493,6 +498,13 @@ def train(
     steps: Annotated[int, typer.Option(help="Training steps (engine decisions).")] = 20_000,
     seed: Annotated[int, typer.Option(help="Seed for episodes, interruptions and the net.")] = 0,
     algo: Annotated[Algo, typer.Option(help="ppo, a2c, or dqn (one knob per step).")] = Algo.ppo,
+    task: Annotated[
+        Task,
+        typer.Option(
+            help="autoscale: the rl engine's agent; concurrency: the Knative concurrency "
+            "study's agent (a one-workload policy)."
+        ),
+    ] = Task.autoscale,
     weight: Annotated[
         list[str], typer.Option(help="WORKLOAD=W: its share of each trace (default equal).")
     ] = [],  # noqa: B006
@@ -544,6 +556,7 @@ def train(
         except ValueError:
             raise typer.BadParameter(f"{item!r}: not a number", param_hint="--weight") from None
     settings = TrainSettings(
+        task=task.value,
         steps=steps,
         seed=seed,
         algo=algo.value,
@@ -570,13 +583,13 @@ def train(
         TimeRemainingColumn(),
         console=err,
     ) as bar:
-        task = bar.add_task(f"training {out.stem} ({algo.value})", total=steps)
+        job = bar.add_task(f"training {out.stem} ({algo.value})", total=steps)
 
         def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(job, completed=done, total=total)
 
         def evaluating(what: str) -> None:
-            bar.update(task, description=f"held-out: {what}")
+            bar.update(job, description=f"held-out: {what}")
 
         try:
             result = run_training(
@@ -599,7 +612,15 @@ def train(
         highlight=False,
     )
     ev = card.get("evaluation")
-    if ev:
+    if ev and task is Task.concurrency:
+        for study in ev["studies"]:
+            vs = study["learnedVsDefault"]
+            err.print(
+                f"held-out {study['trace']}: learned p95 {100 * vs['p95Reduction']:.0f} % below "
+                f"knative-default at x{vs['throughputRatio']:.3f} its throughput",
+                highlight=False,
+            )
+    elif ev:
         err.print(
             f"held-out: rl / genetic cost worst {ev['rlCostVsGeneticMax']}, mean "
             f"{ev['rlCostVsGeneticMean']}; rl SLO violation worst {ev['rlSloViolationPctMax']} %",
@@ -704,6 +725,53 @@ def run_cmd(
         )
     except RunError as e:
         fail(f"spotwise run: {e}", code=2 if isinstance(e, UsageError) else 1)
+
+
+@bench_app.command("rl")
+def bench_rl(
+    data: Annotated[
+        Path, typer.Option(help="Folder with worldcup98-requests-per-minute.csv.")
+    ] = Path("../shared/data"),
+    seeds: Annotated[str, typer.Option(help="Comma-separated interruption seeds.")] = "1",
+    only: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated sections: heldOut,hybrid,inference,concurrency,training."
+        ),
+    ] = "heldOut,hybrid,inference,concurrency,training",
+    agent: Annotated[str, typer.Option(help="The rl engine's agent.")] = "shop-ppo",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write the concurrency plot here.")
+    ] = None,
+    output: Annotated[Output, typer.Option("-o", "--output")] = Output.json,
+) -> None:
+    """The RL agents on held-out traces: rl and hybrid vs genetic, inference time, the
+    Knative concurrency study."""
+    try:
+        from spotwise.benchmarks.rl import SECTIONS, RlBenchSettings, run_rl_benchmark
+    except ImportError as e:
+        fail(f"bench rl needs the optional 'rl' extra; {e.name} is not installed")
+    sections = [s.strip() for s in only.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise typer.BadParameter(f"unknown section {', '.join(unknown)}", param_hint="--only")
+    if not (data / "worldcup98-requests-per-minute.csv").exists():
+        fail(f"{data}: worldcup98-requests-per-minute.csv not found (give --data)")
+    settings = RlBenchSettings(
+        agent=agent, seeds=tuple(int(x) for x in seeds.split(",") if x.strip())
+    )
+    with err.status("rl benchmark") as status:
+        result = run_rl_benchmark(
+            data_dir=data,
+            settings=settings,
+            only=sections,
+            out_dir=out_dir,
+            say=lambda what: status.update(f"rl benchmark: {what}"),
+        )
+    if output is Output.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        out.print_json(json.dumps(result["targets"]))
 
 
 def main() -> None:

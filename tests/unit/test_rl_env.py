@@ -12,20 +12,21 @@ import pytest
 
 pytest.importorskip("stable_baselines3", reason="the rl extra is not installed")
 
-from stable_baselines3.common.env_checker import check_env  # noqa: E402
-from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+from stable_baselines3.common.env_checker import check_env
+from stable_baselines3.common.env_util import make_vec_env
 
-from spotwise.api import load_policy_file  # noqa: E402
-from spotwise.api.v1alpha1 import ScalingPolicySpec  # noqa: E402
-from spotwise.engines.rl import KNOBS, observation_size  # noqa: E402
-from spotwise.rl.env import (  # noqa: E402
+from spotwise.api import load_policy_file
+from spotwise.api.v1alpha1 import ScalingPolicySpec
+from spotwise.engines.rl import KNOBS, observation_size
+from spotwise.rl.env import (
     REWARD_WEIGHTS,
     EpisodeSettings,
     RewardWeights,
     SpotwiseEnv,
 )
-from spotwise.sim.run import weights_split  # noqa: E402
-from spotwise.sim.traces import synthetic  # noqa: E402
+from spotwise.sim.run import weights_split
+from spotwise.sim.simulator import Series
+from spotwise.sim.traces import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = EpisodeSettings(hours=1.0)
@@ -103,9 +104,10 @@ def test_reward_weights_are_charged_as_documented():
     e.reset(seed=0)
     minute = e.settings.step_seconds / 60.0
     ref = e._reference
-    assert e._reward(ref, False, 0) == pytest.approx(-minute)
-    assert e._reward(0.0, True, 0) == pytest.approx(-5.0 * minute)
-    assert e._reward(0.0, False, 3) == pytest.approx(-1.5)
+    calm, violated = Series(violation=[False]), Series(violation=[True])
+    assert e._reward(calm, ref, 0) == pytest.approx(-minute)
+    assert e._reward(violated, 0.0, 0) == pytest.approx(-5.0 * minute)
+    assert e._reward(calm, 0.0, 3) == pytest.approx(-1.5)
     assert REWARD_WEIGHTS.slo > 0 and REWARD_WEIGHTS.churn > 0
 
 
@@ -126,6 +128,6 @@ def test_vectorized_envs_step_together():
     vec = make_vec_env(lambda: env(), n_envs=2, seed=0)
     obs = vec.reset()
     assert obs.shape == (2, observation_size(3))
-    obs, rewards, dones, _ = vec.step(np.ones((2, 9), dtype=np.int64))
+    obs, rewards, _dones, _ = vec.step(np.ones((2, 9), dtype=np.int64))
     assert obs.shape == (2, observation_size(3)) and rewards.shape == (2,)
     vec.close()

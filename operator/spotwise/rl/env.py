@@ -22,7 +22,7 @@ Not here: training (`train.py`), the observation, shield and packer themselves
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +76,7 @@ class NeedAction(Exception):  # noqa: N818 - a control-flow signal, not an error
         self.obs = obs
 
 
-class _ExternalPolicy:
+class ExternalPolicy:
     """The agent's seat in the engine: it stops the tick to ask the environment, then
     answers with what the environment was given."""
 
@@ -96,7 +96,7 @@ class _ExternalPolicy:
 class _TrainingEngine(RlEngine):
     """The rl engine with the environment's policy and the episode's time of day."""
 
-    def __init__(self, policy: _ExternalPolicy, offset_seconds: float, **options: Any) -> None:
+    def __init__(self, policy: ExternalPolicy, offset_seconds: float, **options: Any) -> None:
         super().__init__(policy=policy, **options)
         self.offset_seconds = offset_seconds
 
@@ -141,7 +141,8 @@ class SpotwiseEnv(gym.Env[F32Array, IntArray]):
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self.action_space = spaces.MultiDiscrete([CHOICES] * (len(KNOBS) * n_w))
         self._obs = np.zeros(low.shape, dtype=np.float32)
-        self._driver: _Driver | None = None
+        self._driver: SimDriver | None = None
+        self._policy = ExternalPolicy()
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -156,7 +157,7 @@ class SpotwiseEnv(gym.Env[F32Array, IntArray]):
         start = int(rng.integers(hours + 1)) * per_hour
         factor = float(rng.uniform(*self.settings.scale))
         arrivals = trace[start : start + self.episode_steps] * factor
-        policy = _ExternalPolicy()
+        policy = ExternalPolicy()
         opt = self.policy_spec.optimizer
         # The options `decide.engine_for` gives the rl engine in the operator.
         engine = _TrainingEngine(
@@ -185,7 +186,8 @@ class SpotwiseEnv(gym.Env[F32Array, IntArray]):
         demands = {w.name: float(p) for w, p in zip(self.setup.workloads, peak, strict=True)}
         with native_stdout_to_stderr():
             reference = reference_cost(compile_problem(self.policy_spec, demands))
-        self._driver = _Driver(Simulation(self.setup, strategy, config), arrivals, policy)
+        self._policy = policy
+        self._driver = SimDriver(Simulation(self.setup, strategy, config), arrivals)
         self._reference = max(reference, 1e-6)
         asked, _ = self._driver.run(self._reward)
         if asked is not None:
@@ -196,39 +198,42 @@ class SpotwiseEnv(gym.Env[F32Array, IntArray]):
     def step(self, action: IntArray) -> tuple[F32Array, float, bool, bool, dict[str, Any]]:
         if self._driver is None:
             raise RuntimeError("call reset() before step()")
-        self._driver.policy.pending = np.asarray(action, dtype=np.int64)
+        self._policy.pending = np.asarray(action, dtype=np.int64)
         asked, reward = self._driver.run(self._reward)
         truncated = asked is None
         if asked is not None:
             self._obs = asked
         return self._obs.copy(), float(reward), False, truncated, {}
 
-    def _reward(self, cost_rate: float, violated: bool, churn: int) -> float:
+    def _reward(self, step: Series, cost_rate: float, churn: int) -> float:
         minutes = self.settings.step_seconds / 60.0
         return -(
             minutes * cost_rate / self._reference
-            + self.weights.slo * minutes * float(violated)
+            + self.weights.slo * minutes * float(step.violation[0])
             + self.weights.churn * churn
         )
 
 
-class _Driver:
-    """`Simulation.run`, one step at a time, that stops where the engine asks the agent.
+StepReward = Callable[[Series, float, int], float]  # (the step's record, $/h, churn)
+
+
+class SimDriver:
+    """`Simulation.run`, one step at a time, that stops where the strategy asks the agent
+    (it raises `NeedAction`) and resumes once the agent has answered.
 
     The loop body is `Simulation.run`'s (decide when due or on a fresh notice, reconcile
     nodes and pods, advance the cluster, record), kept in the same order so that the
     agent trains on the same dynamics it is evaluated on."""
 
-    def __init__(self, sim: Simulation, arrivals: FloatArray, policy: _ExternalPolicy) -> None:
+    def __init__(self, sim: Simulation, arrivals: FloatArray) -> None:
         self.sim = sim
         self.arrivals = arrivals
-        self.policy = policy
         self.i = 0
         self.next_decision = 0.0
         self.view: View | None = None  # a tick waiting for the agent's answer
 
-    def run(self, reward: Any) -> tuple[F32Array | None, float]:
-        """Advance until the engine asks for an action (its observation) or the episode
+    def run(self, reward: StepReward) -> tuple[F32Array | None, float]:
+        """Advance until the strategy asks for an action (its observation) or the episode
         ends (None); with the reward collected on the way."""
         sim = self.sim
         dt = sim.config.step_seconds
@@ -258,6 +263,6 @@ class _Driver:
             events = sim.cluster.advance(now, dt)
             series = Series()
             sim.record(series, now, load, cost_rate, events.interrupted)
-            total += reward(cost_rate, series.violation[0], churn)
+            total += reward(series, cost_rate, churn)
             self.i += 1
         return None, total

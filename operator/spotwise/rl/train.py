@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,9 +48,12 @@ from spotwise.engines.rl import (
     WORKLOAD_FEATURES,
     F32Array,
     feature_names,
+    load_agent,
     one_change_to_multi,
     workload_signature,
 )
+from spotwise.rl.concurrency import FEATURES as CONCURRENCY_FEATURES
+from spotwise.rl.concurrency import SLO_WEIGHT, ConcurrencyEnv, plot_study, run_study
 from spotwise.rl.env import REWARD_WEIGHTS, EpisodeSettings, RewardWeights, SpotwiseEnv
 from spotwise.sim.run import summarize, weights_split
 from spotwise.sim.simulator import FloatArray, SimConfig, SimResult, Simulation, setup_from_policy
@@ -59,10 +63,12 @@ from spotwise.sim.traces import TraceError, load_trace_csv, resolve_trace
 from spotwise.stdio import native_stdout_to_stderr
 
 ALGOS = ("ppo", "a2c", "dqn")
-# Decisions are one to five simulated minutes apart and what they cause (a margin that
-# rode out a surge, a spot pool that was lost) plays out within the hour: a horizon of
-# about 20 decisions.
-GAMMA = 0.95
+TASKS = ("autoscale", "concurrency")
+# Discount per decision. The engine decides every one to five simulated minutes and what a
+# decision causes (a margin that rode out a surge, a spot pool that was lost) plays out
+# within the hour: a horizon of about 20 decisions. The concurrency agent moves one grid
+# step a minute, and getting from Knative's 100 to a good target takes ten of them.
+GAMMA = {"autoscale": 0.95, "concurrency": 0.99}
 
 
 class TrainError(ValueError):
@@ -71,6 +77,7 @@ class TrainError(ValueError):
 
 @dataclass(frozen=True)
 class TrainSettings:
+    task: str = "autoscale"  # the rl engine's agent, or "concurrency" (the Knative study)
     steps: int = 20_000  # environment steps (engine decisions), summed over the envs
     seed: int = 0
     algo: str = "ppo"
@@ -195,6 +202,10 @@ def train(
 
     if settings.algo not in ALGOS:
         raise TrainError(f"algo must be one of {', '.join(ALGOS)}, not {settings.algo!r}")
+    if settings.task not in TASKS:
+        raise TrainError(f"task must be one of {', '.join(TASKS)}, not {settings.task!r}")
+    if settings.task == "concurrency" and settings.algo == "dqn":
+        raise TrainError("the concurrency task trains with ppo or a2c")
     if settings.steps < 1:
         raise TrainError("steps must be at least 1")
     if out.suffix != ".zip":
@@ -215,12 +226,16 @@ def train(
     spec = policy.spec
     torch.set_num_threads(settings.threads)
 
+    concurrency = settings.task == "concurrency"
+
     def make_env() -> gym.Env[Any, Any]:
+        if concurrency:
+            return ConcurrencyEnv(spec, traces, settings=settings.episode)
         env = SpotwiseEnv(spec, traces, settings=settings.episode, weights=settings.reward)
         return OneChangeAction(env) if settings.algo == "dqn" else env
 
     try:
-        SpotwiseEnv(spec, traces, settings=settings.episode, weights=settings.reward)
+        make_env()
     except ValueError as e:
         raise TrainError(str(e)) from None
     vec = make_vec_env(
@@ -230,7 +245,8 @@ def train(
         vec_env_cls=SubprocVecEnv if settings.processes and settings.envs > 1 else DummyVecEnv,
     )
     # Rewards are normalized for learning only; the agent never sees them at inference.
-    env = VecNormalize(vec, norm_obs=False, norm_reward=True, gamma=GAMMA)
+    gamma = GAMMA[settings.task]
+    env = VecNormalize(vec, norm_obs=False, norm_reward=True, gamma=gamma)
     common: dict[str, Any] = {"seed": settings.seed, "device": "cpu", "verbose": 0}
     net = {"net_arch": [64, 64]}
     model: Any
@@ -243,14 +259,14 @@ def train(
             batch_size=min(256, n_steps * settings.envs),
             n_epochs=10,
             learning_rate=3e-4,
-            gamma=GAMMA,
+            gamma=gamma,
             gae_lambda=0.95,
             ent_coef=0.01,
             policy_kwargs=net,
             **common,
         )
     elif settings.algo == "a2c":
-        model = A2C("MlpPolicy", env, n_steps=16, gamma=GAMMA, policy_kwargs=net, **common)
+        model = A2C("MlpPolicy", env, n_steps=16, gamma=gamma, policy_kwargs=net, **common)
     else:
         model = DQN(
             "MlpPolicy",
@@ -259,42 +275,45 @@ def train(
             buffer_size=min(100_000, settings.steps),
             exploration_fraction=0.3,
             target_update_interval=500,
-            gamma=GAMMA,
+            gamma=gamma,
             policy_kwargs=net,
             **common,
         )
-    if settings.algo != "dqn":
+    if settings.algo != "dqn" and not concurrency:
         _prefer_hold(model)
     recorder = _Recorder(settings.steps, on_progress)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with native_stdout_to_stderr():
         model.learn(total_timesteps=settings.steps, callback=recorder)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started  # this process (and its threads) only
     env.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
     names = [w.name for w in spec.workloads]
     card: dict[str, Any] = {
         "name": out.stem,
+        "task": settings.task,
         "algo": settings.algo,
         "actionEncoding": "one-change" if settings.algo == "dqn" else "multi-discrete",
         "policy": _policy_info(policy, policy_path),
         "workloads": names,
         "workloadSignature": workload_signature(compile_problem(spec, dict.fromkeys(names, 0.0))),
         "signatureFields": [*SIGNATURE_FIELDS, "peakRpsPerPod"],
-        "features": feature_names(names),
-        "featuresPerWorkload": list(WORKLOAD_FEATURES),
-        "globalFeatures": list(GLOBAL_FEATURES),
-        "knobs": list(KNOBS),
+        "features": list(CONCURRENCY_FEATURES) if concurrency else feature_names(names),
+        "featuresPerWorkload": [] if concurrency else list(WORKLOAD_FEATURES),
+        "globalFeatures": [] if concurrency else list(GLOBAL_FEATURES),
+        "knobs": ["concurrency"] if concurrency else list(KNOBS),
         "observationRange": {
             "low": [round(float(x), 6) for x in recorder.low],
             "high": [round(float(x), 6) for x in recorder.high],
         },
-        "rewardWeights": asdict(settings.reward),
+        "rewardWeights": {"slo": SLO_WEIGHT} if concurrency else asdict(settings.reward),
         "episode": {
             "hours": settings.episode.hours,
             "stepSeconds": settings.episode.step_seconds,
-            "interruptionScale": settings.episode.interruption_scale,
+            # The concurrency study never interrupts spot nodes.
+            "interruptionScale": 0.0 if concurrency else settings.episode.interruption_scale,
             "loadScale": list(settings.episode.scale),
         },
         "traces": list(trace_specs),
@@ -302,10 +321,13 @@ def train(
         "weights": list(settings.weights) if settings.weights else None,
         "steps": settings.steps,
         "seed": settings.seed,
+        "gamma": gamma,
         "envs": settings.envs,
         "processes": settings.processes,
         "torchThreads": settings.threads,
         "trainingSeconds": round(seconds, 1),
+        "trainingCpuSeconds": round(cpu_seconds, 1),
+        "loadAverageAfter": _load_average(),
         "episodes": len(recorder.returns),
         "rewardCurve": [[int(t), round(float(r), 3)] for t, r in recorder.returns],
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
@@ -315,7 +337,8 @@ def train(
     }
     write_card(out, card)
     if evaluation.traces:
-        card["evaluation"] = evaluate(policy, out, evaluation, settings, on_eval=on_eval)
+        judge = evaluate_concurrency if concurrency else evaluate
+        card["evaluation"] = judge(policy, out, evaluation, settings, on_eval=on_eval)
         write_card(out, card)
     return TrainResult(out, card)
 
@@ -371,6 +394,14 @@ class _Recorder:
                 return True
 
         return Recorder()
+
+
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: other jobs on the machine slow training down."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _policy_info(policy: ScalingPolicy, path: Path | None) -> dict[str, Any]:
@@ -475,6 +506,47 @@ def evaluate(
     }
 
 
+def evaluate_concurrency(
+    policy: ScalingPolicy,
+    agent: Path,
+    settings: EvalSettings,
+    train_settings: TrainSettings,
+    *,
+    on_eval: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The Knative concurrency study (`spotwise.rl.concurrency.run_study`) with this agent
+    on each held-out trace; a plot per trace next to the agent."""
+    model, _ = load_agent(str(agent))
+    studies = []
+    for i, spec_text in enumerate(settings.traces):
+        if on_eval is not None:
+            on_eval(f"concurrency study on {spec_text}")
+        arrivals = load_arrivals(
+            spec_text,
+            policy,
+            peak_rps=train_settings.peak_rps,
+            weights=None,
+            step_seconds=settings.step_seconds,
+        )
+        arrivals = arrivals[: max(1, round(settings.days * 86400 / settings.step_seconds))]
+        study = run_study(
+            policy.spec, arrivals, model, seed=settings.seeds[0], step_seconds=settings.step_seconds
+        )
+        png = agent.with_suffix(f".study-{i + 1}.png")
+        plot_study(study, png, f"{Path(spec_text).name}: throughput and p95 vs concurrency")
+        studies.append({"trace": spec_text, "plot": png.name, **study})
+    return {
+        "settings": {
+            "traces": list(settings.traces),
+            "seed": settings.seeds[0],
+            "days": settings.days,
+            "stepSeconds": settings.step_seconds,
+            "peakRps": train_settings.peak_rps,
+        },
+        "studies": studies,
+    }
+
+
 # -- the card -------------------------------------------------------------------------
 
 
@@ -514,6 +586,43 @@ def _plot_rewards(curve: Sequence[Sequence[float]], path: Path, name: str) -> No
     plt.close(fig)
 
 
+def _study_markdown(ev: Mapping[str, Any]) -> list[str]:
+    s = ev["settings"]
+    lines = [
+        f"The study on held-out traces ({s['days']:g} days, peak {s['peakRps']:g} rps, seed "
+        f"{s['seed']}, no spot interruptions). Throughput = requests served per second; p95 = "
+        "the simulator's summary p95 (30 s where requests were shed).",
+        "",
+    ]
+    for study in ev["studies"]:
+        lines += [
+            f"**`{study['trace']}`**",
+            "",
+            "| | target | throughput rps | p95 ms | p95 of a typical step, ms | shed % | pods |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for key, label in (
+            ("knativeDefault", "knative-default"),
+            ("bestFixed", "best fixed (sweep)"),
+            ("learned", "learned (mean target)"),
+        ):
+            o = study[key]
+            lines.append(
+                f"| {label} | {o['concurrency']:g} | {o['throughputRps']:.1f} | {o['p95Ms']:.0f} | "
+                f"{o['p95MedianMs']:.0f} | {o['shedPct']:.2f} | {o['meanPods']:.2f} |"
+            )
+        vs = study["learnedVsDefault"]
+        lines += [
+            "",
+            f"Learned vs knative-default: p95 {100 * vs['p95Reduction']:.0f} % lower, "
+            f"throughput x{vs['throughputRatio']:.3f}.",
+            "",
+            f"![throughput and p95 against concurrency]({study['plot']})",
+            "",
+        ]
+    return lines
+
+
 def _fallbacks(counts: Mapping[str, Any]) -> str:
     fallbacks = counts.get("fallbacks") or {}
     total = sum(fallbacks.values())
@@ -527,12 +636,33 @@ def card_markdown(card: Mapping[str, Any], png_name: str) -> str:
     w = card["rewardWeights"]
     ep = card["episode"]
     where = "one process each" if card["processes"] else "in one process"
+    concurrency = card.get("task") == "concurrency"
+    cpu = (
+        f" ({card['trainingCpuSeconds']:.0f} s of CPU; load average "
+        f"{', '.join(f'{x:g}' for x in card.get('loadAverageAfter') or [])} at the end)"
+        if card.get("trainingCpuSeconds") is not None
+        else ""
+    )
+    if concurrency:
+        what = (
+            f"A {card['algo'].upper()} agent that sets the Knative concurrency target of the "
+            f"single service of `{card['policy']['name']}` (the concurrency study, "
+            "`spotwise.rl.concurrency`)."
+        )
+        reward = f"served / arrived - {w['slo']:g} x [p95 > SLO], per step"
+    else:
+        what = (
+            f"A {card['algo'].upper()} agent for the Spotwise `rl` engine, trained for the "
+            f"policy `{card['policy']['name']}` (workloads {', '.join(card['workloads'])})."
+        )
+        reward = (
+            f"-cost/reference - {w['slo']:g} x SLO-violation minutes - "
+            f"{w['churn']:g} x nodes changed"
+        )
     lines = [
         f"# Agent `{card['name']}`",
         "",
-        f"A {card['algo'].upper()} agent for the Spotwise `rl` engine, trained for the policy "
-        f"`{card['policy']['name']}` (workloads {', '.join(card['workloads'])}). "
-        "Generated by `spotwise train`; the machine-readable card is "
+        f"{what} Generated by `spotwise train`; the machine-readable card is "
         f"`{card['name']}.json`.",
         "",
         "## Training",
@@ -543,12 +673,11 @@ def card_markdown(card: Mapping[str, Any], png_name: str) -> str:
         f"| steps (engine decisions) | {card['steps']:,} in {card['episodes']} episodes |",
         f"| environments | {card['envs']} ({where}) |",
         f"| seed | {card['seed']} |",
-        f"| wall time | {card['trainingSeconds']:.0f} s |",
+        f"| wall time | {card['trainingSeconds']:.0f} s{cpu} |",
         f"| episodes | {ep['hours']:g} h windows, {ep['stepSeconds']:g} s steps, load "
         f"x{ep['loadScale'][0]:g}..{ep['loadScale'][1]:g}, interruptions "
         f"x{ep['interruptionScale']:g} |",
-        f"| reward | -cost/reference - {w['slo']:g} x SLO-violation minutes - "
-        f"{w['churn']:g} x nodes changed |",
+        f"| reward | {reward} |",
         f"| traces (peak {card['peakRps']:g} rps each) | "
         + "<br>".join(f"`{t}`" for t in card["traces"])
         + " |",
@@ -561,6 +690,8 @@ def card_markdown(card: Mapping[str, Any], png_name: str) -> str:
     ]
     if not ev:
         lines.append("None was run (no `--eval-trace`).")
+    elif concurrency:
+        lines += _study_markdown(ev)
     else:
         s = ev["settings"]
         lines += [
@@ -584,6 +715,8 @@ def card_markdown(card: Mapping[str, Any], png_name: str) -> str:
             f"Worst rl / genetic cost: {ev['rlCostVsGeneticMax']}; mean "
             f"{ev['rlCostVsGeneticMean']}; worst rl SLO violation {ev['rlSloViolationPctMax']} %.",
         ]
+    if concurrency:
+        return "\n".join([*lines, ""])
     lines += [
         "",
         "## Out-of-range rule",
