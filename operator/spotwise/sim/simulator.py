@@ -170,6 +170,7 @@ class Simulation:
         self.setup = setup
         self.strategy = strategy
         self.config = config
+        self._dearest: dict[int, list[int]] = {}  # per workload: pools, dearest pod first
         rng = np.random.default_rng(config.seed)
         self.cluster = Cluster(
             setup.pools,
@@ -356,11 +357,14 @@ class Simulation:
         return min(count, len(nodes))
 
     def _dearest_first(self, w: int) -> list[int]:
-        c = self.cluster
-        return sorted(
-            range(len(self.setup.pools)),
-            key=lambda p: -self.setup.pools[p].hourly_price / max(c.ppn[w, p], 1),
-        )
+        order = self._dearest.get(w)
+        if order is None:
+            c = self.cluster
+            order = self._dearest[w] = sorted(
+                range(len(self.setup.pools)),
+                key=lambda p: -self.setup.pools[p].hourly_price / max(c.ppn[w, p], 1),
+            )
+        return order
 
     def reconcile_pods(self, now: float, history: FloatArray, load: FloatArray) -> None:
         c = self.cluster
@@ -397,7 +401,11 @@ class Simulation:
             elif want > have and prov is not None:
                 view = view or self.view(now, history, load, frozenset(self.noticed))
                 left = want - have
+                # Starting pods in one pool leaves the others' room as it was.
+                room = c.room(w, now)
                 for p in prov.pool_order(view, w):
+                    if room[p] <= 0:
+                        continue
                     left -= c.start_pods(w, p, left, now)
                     if left <= 0:
                         break

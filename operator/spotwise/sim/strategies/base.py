@@ -135,12 +135,32 @@ def pools_by_price_per_pod(
     view: View, w: int, *, spot: bool | None = None, avoid: frozenset[int] = frozenset()
 ) -> list[int]:
     """Pools that hold workload w, cheapest pod first; `spot` restricts the capacity type."""
-    out = []
-    for p, pool in enumerate(view.pools):
-        if view.ppn[w, p] <= 0 or p in avoid or (spot is not None and pool.is_spot != spot):
-            continue
-        out.append((pool.hourly_price / view.ppn[w, p], p))
-    return [p for _, p in sorted(out)]
+    price, is_spot = _pool_arrays(view.pools)
+    ppn = view.ppn[w]
+    ok = ppn > 0
+    if spot is not None:
+        ok &= is_spot == spot
+    if avoid:
+        ok[list(avoid)] = False
+    idx = np.flatnonzero(ok)
+    order = np.argsort(price[idx] / ppn[idx], kind="stable")
+    return [int(p) for p in idx[order]]
+
+
+# Strategies ask for pool orders every step over the same pools: their prices as arrays,
+# by the identity of the pools tuple (kept alive beside its arrays).
+_POOL_ARRAYS: dict[int, tuple[tuple[Pool, ...], FloatArray, NDArray[np.bool_]]] = {}
+
+
+def _pool_arrays(pools: tuple[Pool, ...]) -> tuple[FloatArray, NDArray[np.bool_]]:
+    hit = _POOL_ARRAYS.get(id(pools))
+    if hit is None or hit[0] is not pools:
+        if len(_POOL_ARRAYS) > 64:
+            _POOL_ARRAYS.clear()
+        price = np.array([p.hourly_price for p in pools], dtype=np.float64)
+        hit = (pools, price, np.array([p.is_spot for p in pools], dtype=bool))
+        _POOL_ARRAYS[id(pools)] = hit
+    return hit[1], hit[2]
 
 
 def action_from_plan(plan: Plan, view: View) -> Action:
