@@ -456,7 +456,7 @@ def demo(
     err.print(
         f"[bold]Spotwise demo[/]: policy {policy.metadata.name} "
         f"({len(policy.spec.workloads)} workloads), trace {DEMO.trace} "
-        f"({DEMO.days:g} days, peak {DEMO.peak_rps:g} rps), spot interruptions "
+        f"({DEMO.days * 24:g} h, peak {DEMO.peak_rps:g} rps), spot interruptions "
         f"×{DEMO.interruption_scale:g}, seed {seed}"
     )
     _simulate(
@@ -656,10 +656,14 @@ def bench_savings(
     interruption_scale: Annotated[
         float, typer.Option(help="Multiply every pool's spot interruption rate.")
     ] = 100.0,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write savings.json and the savings.png plot here."),
+    ] = None,
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.json,
 ) -> None:
     """Every strategy on held-out traces, several interruption seeds: cost, SLO, targets."""
-    from spotwise.benchmarks.savings import SavingsSettings, run_savings_benchmark
+    from spotwise.benchmarks.savings import SavingsSettings, plot_savings, run_savings_benchmark
 
     settings = SavingsSettings(
         days=days,
@@ -670,6 +674,11 @@ def bench_savings(
         result = run_savings_benchmark(
             data_dir=data if data.exists() else None, settings=settings, console=err
         )
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "savings.json").write_text(json.dumps(result, indent=2) + "\n")
+        plot_savings(result, out_dir / "savings.png")
+        err.print(f"wrote {out_dir / 'savings.json'} and {out_dir / 'savings.png'}")
     if output is Output.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:

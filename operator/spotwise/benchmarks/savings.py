@@ -16,7 +16,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -217,3 +217,53 @@ def _cpus() -> str:
     except OSError:
         pass
     return platform.machine()
+
+
+def plot_savings(result: Mapping[str, Any], path: Path) -> Path:
+    """One PNG: per strategy and trace, cost relative to on-demand-hpa and the share of
+    time violating the SLO (bars: mean over seeds; whiskers: min and max), with the
+    targets drawn in."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runs = result["runs"]
+    traces = list(dict.fromkeys(r["trace"] for r in runs))
+    names = [n for n in runs[0]["strategies"] if n != "on-demand-hpa"] if runs else []
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    FigureCanvasAgg(fig)
+    cost_ax, slo_ax = fig.subplots(2, 1, sharex=True)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(traces))
+    for i, name in enumerate(names):
+        costs, slos = [], []
+        for trace in traces:
+            rows = [r["strategies"] for r in runs if r["trace"] == trace]
+            costs.append([m[name]["cost"] / m["on-demand-hpa"]["cost"] for m in rows])
+            slos.append([m[name]["sloViolationPct"] for m in rows])
+        for ax, values in ((cost_ax, costs), (slo_ax, slos)):
+            mean = np.array([statistics.fmean(v) for v in values])
+            low = mean - np.array([min(v) for v in values])
+            high = np.array([max(v) for v in values]) - mean
+            ax.bar(x + (i - (len(names) - 1) / 2) * width, mean, width, label=name)
+            ax.errorbar(
+                x + (i - (len(names) - 1) / 2) * width,
+                mean,
+                yerr=[low, high],
+                fmt="none",
+                ecolor="black",
+                capsize=2,
+                linewidth=0.8,
+            )
+    cost_ax.axhline(0.45, color="red", linestyle="--", linewidth=1, label="target 0.45")
+    cost_ax.set_ylabel("cost / on-demand-hpa")
+    cost_ax.legend(ncols=3, fontsize="small")
+    slo_ax.axhline(1.0, color="red", linestyle="--", linewidth=1, label="target 1 %")
+    slo_ax.set_ylabel("time violating the SLO (%)")
+    slo_ax.set_xticks(x, traces, rotation=15)
+    slo_ax.legend(fontsize="small")
+    fig.suptitle(
+        f"savings benchmark: {len(traces)} traces x {len(result['settings']['seeds'])} seeds, "
+        f"{result['settings']['days']:g} days each"
+    )
+    fig.savefig(path, dpi=110)
+    return path
