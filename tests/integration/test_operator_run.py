@@ -472,16 +472,34 @@ def test_an_invalid_spec_is_reported_and_the_operator_keeps_running(
         operator,
     )
     assert "no-such.type" in condition(body, "Ready")["message"]
-    assert "InvalidSpec" in {e.reason for e in cluster.events("bad")}
+    # kopf posts events from a queue, so one may land just after the status.
+    eventually(
+        lambda: "InvalidSpec" in {e.reason for e in cluster.events("bad")},
+        INTERVAL,
+        "an InvalidSpec event",
+        operator,
+    )
     assert operator.process.poll() is None
     assert cluster.replicas("bad") == 1
 
 
-def test_deleting_a_policy_stops_its_daemon_and_removes_the_finalizer(
+def test_deleting_a_policy_releases_its_nodes_stops_its_daemon_and_removes_the_finalizer(
     cluster, operator, live_prometheus
 ):
     cluster.create_policy(policy("gone", live_prometheus.url))
-    eventually(lambda: plan_of(cluster, "gone"), 2 * INTERVAL, "status.plan", operator)
+    plan = eventually(lambda: plan_of(cluster, "gone"), 2 * INTERVAL, "status.plan", operator)
+    replicas = plan["workloads"][0]["replicas"]
+    eventually(lambda: cluster.replicas("gone") == replicas, 2 * INTERVAL, "replicas", operator)
+    nodes = eventually(
+        lambda: (
+            cluster.nodes("gone")
+            if pools(cluster.nodes("gone")) == planned_pools(plan_of(cluster, "gone") or {})
+            else None
+        ),
+        2 * INTERVAL,
+        "the policy's nodes",
+        operator,
+    )
     body = cluster.get_policy("gone")
     assert body is not None and "spotwise.dev/finalizer" in body["metadata"]["finalizers"]
     cluster.custom.delete_namespaced_custom_object(
@@ -493,6 +511,21 @@ def test_deleting_a_policy_stops_its_daemon_and_removes_the_finalizer(
         "the policy gone (finalizer removed)",
         operator,
     )
+    # Released before the finalizer went: every kwok Node of the policy is deleted, and an
+    # event lists them. The Deployment keeps the replicas it had.
+    assert cluster.nodes("gone") == []
+    (released,) = eventually(
+        lambda: [e for e in cluster.events("gone") if e.reason == "Released"],
+        INTERVAL,
+        "a Released event",
+        operator,
+    )
+    assert released.type == "Normal"
+    names = sorted(n.metadata.name for n in nodes)
+    assert released.message.startswith(
+        "; ".join(f"Node {name}: cordoned, deleted" for name in names[:5])
+    )
+    assert cluster.replicas("gone") == replicas
     eventually(
         lambda: "policy spotwise-it/gone deleted: its daemon stopped" in operator.tail(400),
         INTERVAL,

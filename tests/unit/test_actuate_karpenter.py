@@ -186,3 +186,53 @@ def test_without_the_karpenter_crd_the_provider_reports_and_stops():
     assert len(report.errors) == 1 and report.errors[0].startswith(
         "NodePools of shop.shop: 404 Not Found"
     )
+
+
+def test_release_deletes_every_nodepool_of_the_policy_and_no_other():
+    fake = FakeKubeApi()
+    KarpenterProvider().apply(Kube(fake), policy("other"), layout(SPOT_0))
+    KarpenterProvider().apply(Kube(fake), policy(), layout(SPOT_0, ON_DEMAND_0))
+    fake.clear()
+    report = KarpenterProvider().release(Kube(fake), policy())
+    assert report.errors == []
+    assert report.changes == [
+        "NodePool spotwise-shop-shop-on-demand-0: deleted (policy deleted)",
+        "NodePool spotwise-shop-shop-spot-0: deleted (policy deleted)",
+    ]
+    assert [(r.method, r.path, r.body) for r in fake.writes()] == [
+        ("DELETE", f"{NODEPOOLS}/spotwise-shop-shop-on-demand-0", None),
+        ("DELETE", f"{NODEPOOLS}/spotwise-shop-shop-spot-0", None),
+    ]
+    assert [p["metadata"]["name"] for p in fake.all("karpenter.sh/v1", "NodePool")] == [
+        "spotwise-shop-other-spot-0"
+    ]
+
+
+def test_a_nodepool_already_being_deleted_is_left_to_karpenter():
+    fake = FakeKubeApi()
+    KarpenterProvider().apply(Kube(fake), policy(), layout(SPOT_0, ON_DEMAND_0))
+    draining = fake.get("karpenter.sh/v1", "NodePool", "spotwise-shop-shop-spot-0")
+    draining["metadata"]["deletionTimestamp"] = "2025-01-01T00:00:00Z"  # its nodes drain
+    fake.clear()
+    report = KarpenterProvider().release(Kube(fake), policy())
+    assert report.changes == ["NodePool spotwise-shop-shop-on-demand-0: deleted (policy deleted)"]
+    assert [r.path for r in fake.writes()] == [f"{NODEPOOLS}/spotwise-shop-shop-on-demand-0"]
+
+
+def test_a_failed_delete_is_one_error_line_and_the_others_are_deleted():
+    fake = FakeKubeApi()
+    KarpenterProvider().apply(Kube(fake), policy(), layout(SPOT_0, ON_DEMAND_0))
+    fake.fail("DELETE", f"{NODEPOOLS}/spotwise-shop-shop-spot-0", 403, "forbidden")
+    report = KarpenterProvider().release(Kube(fake), policy())
+    assert report.changes == ["NodePool spotwise-shop-shop-on-demand-0: deleted (policy deleted)"]
+    assert report.errors == ["NodePool spotwise-shop-shop-spot-0: 403 Forbidden: forbidden"]
+
+
+def test_without_the_karpenter_crd_there_is_nothing_to_release():
+    fake = FakeKubeApi(missing=("karpenter.sh/v1",))
+    report = KarpenterProvider().release(Kube(fake), policy())
+    assert (report.changes, report.errors) == ([], [])
+    fake = FakeKubeApi()
+    fake.fail("GET", NODEPOOLS, 500, "etcd timeout")  # but a failed listing is an error
+    report = KarpenterProvider().release(Kube(fake), policy())
+    assert report.errors == ["NodePools of shop.shop: 500 Internal Server Error: etcd timeout"]

@@ -276,3 +276,79 @@ def test_a_failed_create_is_one_line_and_the_others_are_created():
         "Node kwok-shop-shop-spot-0-m6i-large-0: 500 Internal Server Error: boom"
     ]
     assert names(fake) == ["kwok-shop-shop-on-demand-0-m6i-large-0"]
+
+
+def test_release_cordons_every_node_then_drains_and_deletes_each():
+    fake = FakeKubeApi()
+    KwokProvider().apply(Kube(fake), policy("other"), layout(spot=1, on_demand=0))
+    KwokProvider().apply(Kube(fake), policy(), layout(spot=1, on_demand=1))
+    spot, od = "kwok-shop-shop-spot-0-m6i-large-0", "kwok-shop-shop-on-demand-0-m6i-large-0"
+    fake.add(pod("web-1", spot), pod("web-2", od))
+    fake.clear()
+    report = KwokProvider().release(Kube(fake), policy())
+    assert report.errors == []
+    assert report.changes == [
+        f"Node {od}: cordoned, evicted 1 pods, deleted",
+        f"Node {spot}: cordoned, evicted 1 pods, deleted",
+    ]
+    cordon = {
+        "metadata": {"annotations": {"spotwise.dev/draining": "true"}},
+        "spec": {"unschedulable": True},
+    }
+
+    def eviction(name: str) -> dict:
+        return {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": "shop"},
+        }
+
+    # Both cordoned before either is drained: an evicted pod cannot land on the next one.
+    assert [(r.method, r.path, r.content_type, r.body) for r in fake.writes()] == [
+        ("PATCH", f"{NODES}/{od}", "application/strategic-merge-patch+json", cordon),
+        ("PATCH", f"{NODES}/{spot}", "application/strategic-merge-patch+json", cordon),
+        (
+            "POST",
+            "/api/v1/namespaces/shop/pods/web-2/eviction",
+            "application/json",
+            eviction("web-2"),
+        ),
+        ("DELETE", f"{NODES}/{od}", None, None),
+        (
+            "POST",
+            "/api/v1/namespaces/shop/pods/web-1/eviction",
+            "application/json",
+            eviction("web-1"),
+        ),
+        ("DELETE", f"{NODES}/{spot}", None, None),
+    ]
+    assert names(fake) == ["kwok-shop-other-spot-0-m6i-large-0"]
+    fake.clear()
+    again = KwokProvider().release(Kube(fake), policy())
+    assert (again.changes, again.errors, fake.writes()) == ([], [], [])
+
+
+def test_a_release_held_by_a_disruption_budget_is_finished_by_the_next_attempt():
+    fake = FakeKubeApi()
+    KwokProvider().apply(Kube(fake), policy(), layout(spot=1, on_demand=1))
+    spot, od = "kwok-shop-shop-spot-0-m6i-large-0", "kwok-shop-shop-on-demand-0-m6i-large-0"
+    fake.add(pod("web-1", spot))
+    fake.fail("POST", "/api/v1/namespaces/shop/pods/web-1/eviction", 429, "budget")
+    report = KwokProvider().release(Kube(fake), policy())
+    assert report.changes == [f"Node {od}: cordoned, deleted"]
+    assert report.errors == [
+        f"Node {spot}: cordoned, evicted 0 pods; eviction of shop/web-1 refused "
+        "(429 Too Many Requests: budget); left cordoned"
+    ]
+    assert fake.get("v1", "Node", spot)["spec"]["unschedulable"] is True
+    fake._failures.clear()
+    report = KwokProvider().release(Kube(fake), policy())
+    assert (report.changes, report.errors) == ([f"Node {spot}: evicted 1 pods, deleted"], [])
+    assert names(fake) == []
+
+
+def test_a_release_that_cannot_list_nodes_is_one_error_line():
+    fake = FakeKubeApi()
+    fake.fail("GET", NODES, 403, "forbidden")
+    report = KwokProvider().release(Kube(fake), policy())
+    assert (report.changes, report.errors) == ([], ["Nodes of shop.shop: 403 Forbidden: forbidden"])

@@ -1,5 +1,6 @@
 """`actuate()` applies a whole plan: nodes, then one request per object; the same plan
-twice writes nothing; a failing object costs one error line and nothing else."""
+twice writes nothing; a failing object costs one error line and nothing else. `release()`
+removes the provider's objects of a deleted policy and leaves its workloads alone."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import socket
 import urllib3
 from kubernetes.client import ApiClient, Configuration
 
-from spotwise.actuate import Actuation, actuate
+from spotwise.actuate import Actuation, actuate, release
 from spotwise.actuate.fake import FakeKubeApi
+from spotwise.actuate.providers import provider_names
 from spotwise.api import parse_policy
 from spotwise.domain import CapacityType, NodeCount, Plan, WorkloadPlan
 
@@ -290,3 +292,38 @@ def test_an_unreachable_api_server_is_error_lines_not_an_exception():
     assert done.changes == ()
     assert len(done.errors) == 4  # the node listing, then each workload's read
     assert all("\n" not in line for line in done.errors)
+
+
+def test_release_removes_the_nodes_and_leaves_the_workloads_as_they_are():
+    fake = cluster()
+    actuate(fake, policy(), plan())
+    workloads = copy.deepcopy(fake.all("apps/v1", "Deployment"))
+    fake.clear()
+    done = release(fake, policy())
+    assert done.ok
+    assert list(done.changes) == [
+        "Node kwok-shop-shop-on-demand-0-m6i-large-0: cordoned, deleted",
+        "Node kwok-shop-shop-on-demand-0-m6i-large-1: cordoned, deleted",
+        "Node kwok-shop-shop-spot-0-m6i-large-0: cordoned, deleted",
+        "Node kwok-shop-shop-spot-1-m6i-large-0: cordoned, deleted",
+    ]
+    assert fake.all("v1", "Node") == []
+    assert {r.path.split("/")[3] for r in fake.writes()} == {"nodes"}
+    assert fake.all("apps/v1", "Deployment") == workloads  # replicas 6, placement kept
+
+
+def test_release_asks_the_provider_the_policy_names():
+    fake = cluster()
+    actuate(fake, policy(), plan())
+    fake.clear()
+    # Provider none made nothing and removes nothing, even where kwok Nodes exist.
+    assert release(fake, policy(provider="none")) == Actuation(changes=(), errors=())
+    assert fake.writes() == []
+    assert len(fake.all("v1", "Node")) == 4
+
+
+def test_every_provider_can_release_a_policy_that_made_nothing():
+    for name in provider_names():
+        fake = FakeKubeApi()
+        assert release(fake, policy(provider=name)) == Actuation(changes=(), errors=())
+        assert fake.writes() == []

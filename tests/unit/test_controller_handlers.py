@@ -1,6 +1,7 @@
 """What the kopf handlers do, without kopf running: operator settings, the daemon loop
-(ticks, early wake-ups, stopping), spec handlers and forgetting a deleted policy. The
-network is `FakeCluster` from the tick tests; the stop flag is kopf's own."""
+(ticks, early wake-ups, stopping), spec handlers, releasing and forgetting a deleted
+policy. The network is `FakeCluster` from the tick tests; the stop flag and the retry
+exception are kopf's own."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from test_controller_tick import FakeCluster, policy_body
 
 from spotwise.controller.handlers import (
     FINALIZER,
+    RELEASE_ATTEMPTS,
     Controller,
     QuietNodeEvents,
     configure,
     interval_of,
 )
 from spotwise.controller.interruptions import InterruptionWatch
-from spotwise.controller.tick import Policies
+from spotwise.controller.tick import Acted, Policies
 from spotwise.observe import interrupted_pool
 
 
@@ -132,3 +134,46 @@ def test_node_handler_successes_are_not_logged_but_everything_else_is():
     assert not quiet.filter(record("Handler 'nodes' succeeded."))
     assert quiet.filter(record("Handler 'spec-created' succeeded."))
     assert quiet.filter(record("Handler 'nodes' failed with an exception. Will ignore."))
+
+
+def test_the_release_is_a_mandatory_delete_handler_with_bounded_retries():
+    registry = kopf.OperatorRegistry()
+    controller(FakeCluster(policy_body())).register(registry)
+    (handler,) = [h for h in registry._changing.get_all_handlers() if h.id == "release"]
+    assert handler.reason == kopf.Reason.DELETE
+    assert handler.requires_finalizer  # kopf keeps the finalizer until it is done
+    assert handler.retries == RELEASE_ATTEMPTS
+
+
+def test_deleting_releases_the_nodes_then_forgets_the_policy():
+    fake = FakeCluster(policy_body())
+    ctl = controller(fake)
+    ctl.policies.ensure("team", "shop")
+    done = asyncio.run(ctl.deleting(fake.body, "team", "shop", retry=0))
+    assert done.outcome == "released" and len(fake.released) == 1
+    assert [e.reason for e in fake.events] == ["Released"]
+    assert ctl.policies.get("team", "shop") is None
+
+
+def test_an_incomplete_release_is_retried_with_backoff_then_given_up():
+    fake = FakeCluster(policy_body())
+    refused = "Node n: cordoned, evicted 0 pods; eviction of team/api-1 refused; left cordoned"
+    fake.release_result = Acted(errors=(refused,))
+    ctl = controller(fake)
+    ctl.policies.ensure("team", "shop")
+    delays = []
+    for retry in range(RELEASE_ATTEMPTS - 1):
+        with pytest.raises(kopf.TemporaryError) as raised:
+            asyncio.run(ctl.deleting(fake.body, "team", "shop", retry=retry))
+        assert str(raised.value) == (
+            f"release incomplete: {refused} (attempt {retry + 1} of {RELEASE_ATTEMPTS})"
+        )
+        delays.append(raised.value.delay)
+        assert ctl.policies.get("team", "shop") is not None  # still being released
+    assert delays == [10.0, 20.0, 40.0, 80.0, 120.0]
+    assert fake.events == []
+    done = asyncio.run(ctl.deleting(fake.body, "team", "shop", retry=RELEASE_ATTEMPTS - 1))
+    assert done.outcome == "abandoned"  # kopf now removes the finalizer
+    assert [(e.type, e.reason) for e in fake.events] == [("Warning", "ReleaseFailed")]
+    assert len(fake.released) == RELEASE_ATTEMPTS
+    assert ctl.policies.get("team", "shop") is None

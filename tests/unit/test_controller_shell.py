@@ -22,7 +22,7 @@ API = object()  # stands for the kubernetes ApiClient: the fakes below never use
 
 class FakeObserveCalls:
     """Named fakes of spotwise.observe's connect/read_metrics/read_cluster and of
-    spotwise.actuate.actuate, recording their calls."""
+    spotwise.actuate.actuate/release, recording their calls."""
 
     def __init__(self) -> None:
         self.connects: list[tuple[str, str]] = []
@@ -37,6 +37,7 @@ class FakeObserveCalls:
             problems=("Deployment team/api: forbidden",),
         )
         self.acted: list[Any] = []
+        self.released: list[Any] = []
 
     def connect(self, spec: Any, *, secrets: Any, namespace: str) -> str:
         self.connects.append((namespace, spec.url))
@@ -56,6 +57,14 @@ class FakeObserveCalls:
         self.acted.append(plan)
         return Actuation(changes=("Deployment team/api: replicas",), errors=())
 
+    def release(self, api: Any, policy: Any) -> Actuation:
+        assert api is API
+        self.released.append(policy)
+        return Actuation(
+            changes=("Node kwok-team-shop-spot-0-cheap-large-0: cordoned, deleted",),
+            errors=("Node kwok-team-shop-spot-0-cheap-large-1: 500 Internal Server Error",),
+        )
+
     def calls(self) -> Calls:
         return Calls(
             connect=self.connect,
@@ -63,6 +72,7 @@ class FakeObserveCalls:
             read_cluster=self.read_cluster,
             observation=observation,
             actuate=self.actuate,
+            release=self.release,
         )
 
 
@@ -153,3 +163,13 @@ def test_actuation_is_reported_as_lines(fakes):
     shell.close()
     assert acted.changes == ("Deployment team/api: replicas",) and acted.errors == ()
     assert fakes.acted == ["the-plan"]
+
+
+def test_a_release_is_reported_as_lines(fakes):
+    shell = KubeShell(API, calls=fakes.calls())  # type: ignore[arg-type]
+    p = policy()
+    acted = asyncio.run(shell.release(p))
+    shell.close()
+    assert acted.changes == ("Node kwok-team-shop-spot-0-cheap-large-0: cordoned, deleted",)
+    assert acted.errors == ("Node kwok-team-shop-spot-0-cheap-large-1: 500 Internal Server Error",)
+    assert fakes.released == [p]

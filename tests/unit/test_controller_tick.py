@@ -28,6 +28,8 @@ from spotwise.controller.tick import (
     Shell,
     TickResult,
     check_spec,
+    load,
+    release,
     tick,
 )
 from spotwise.decide import Event, GuardState, Observation, WorkloadObservation
@@ -101,8 +103,12 @@ class FakeCluster:
         self.rps: float | None = 300.0
         self.tainted: frozenset[str] = frozenset()
         self.actuation: Acted = Acted(changes=("Deployment team/api: replicas 1 -> N",))
+        self.release_result: Acted | Exception = Acted(
+            changes=("Node kwok-team-shop-spot-0-cheap-large-0: cordoned, deleted",)
+        )
         self.observed: list[float] = []
         self.actuated: list[Plan] = []
+        self.released: list[Any] = []  # the policies whose nodes were released
         self.patches: list[dict[str, Any]] = []
         self.events: list[Event] = []
         self.fail_patches = False
@@ -129,6 +135,12 @@ class FakeCluster:
         self.actuated.append(plan)
         return self.actuation
 
+    async def release(self, policy: Any) -> Acted:
+        self.released.append(policy)
+        if isinstance(self.release_result, Exception):
+            raise self.release_result
+        return self.release_result
+
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         assert (namespace, name) == ("team", "shop")
         if self.fail_patches:
@@ -145,6 +157,7 @@ class FakeCluster:
         return Shell(
             observe=self.observe,
             actuate=self.actuate,
+            release=self.release,
             patch_status=self.patch_status,
             post_event=self.post_event,
             solver=solver or InlineSolver(),
@@ -578,6 +591,7 @@ def test_an_actuator_that_raises_is_an_error_not_a_crash(fake, rt):
     shell = Shell(
         observe=shell.observe,
         actuate=explode,
+        release=shell.release,
         patch_status=shell.patch_status,
         post_event=shell.post_event,
         solver=shell.solver,
@@ -700,3 +714,101 @@ def test_nodes_are_matched_by_the_label_actuation_writes():
     assert [w for w, _ in watch.node_event("ADDED", tainted_node("n-1", "cheap.large", label))] == [
         rt
     ]
+
+
+# -- releasing a deleted policy's nodes -------------------------------------------------------
+
+
+def run_release(fake: FakeCluster, rt: PolicyRuntime | None, *, last_attempt: bool = False):
+    return asyncio.run(release(fake.body, rt, fake.shell(), last_attempt=last_attempt))
+
+
+def test_release_removes_the_providers_objects_and_says_so(fake, rt):
+    done = run_release(fake, rt)
+    assert done.outcome == "released"
+    (policy,) = fake.released
+    assert (policy.metadata.namespace, policy.metadata.name) == ("team", "shop")
+    assert policy.spec.nodes.provider == "kwok"
+    assert [(e.type, e.reason, e.message) for e in fake.events] == [
+        ("Normal", "Released", "Node kwok-team-shop-spot-0-cheap-large-0: cordoned, deleted")
+    ]
+    assert fake.patches == []  # the status of an object on its way out is left alone
+
+
+def test_nothing_to_release_posts_nothing(fake, rt):
+    fake.release_result = Acted()  # provider none, or a policy that only ran in DryRun
+    done = run_release(fake, rt)
+    assert (done.outcome, done.message, fake.events) == ("released", "nothing to release", [])
+    assert len(fake.released) == 1
+
+
+def test_an_incomplete_release_asks_for_a_retry_and_the_last_attempt_gives_up(fake, rt):
+    refused = (
+        "Node kwok-team-shop-spot-0-cheap-large-0: cordoned, evicted 0 pods; eviction of "
+        "team/api-1 refused (429 Too Many Requests: budget); left cordoned"
+    )
+    fake.release_result = Acted(changes=("Node b: cordoned, deleted",), errors=(refused,))
+    again = run_release(fake, rt)
+    assert (again.outcome, again.message) == ("retry", f"release incomplete: {refused}")
+    assert fake.events == []  # kopf logs each failed attempt; the Warning comes at the end
+    last = run_release(fake, rt, last_attempt=True)
+    assert last.outcome == "abandoned"
+    assert [(e.type, e.reason, e.message) for e in fake.events] == [
+        (
+            "Warning",
+            "ReleaseFailed",
+            f"gave up; left behind (labelled spotwise.dev/policy=team.shop): {refused}",
+        )
+    ]
+
+
+def test_a_release_port_that_raises_is_retried_not_raised(fake, rt):
+    fake.release_result = ConnectionError("API server unreachable")
+    done = run_release(fake, rt)
+    assert done.outcome == "retry"
+    assert done.message == "release incomplete: ConnectionError: API server unreachable"
+
+
+def test_a_catalog_that_no_longer_checks_out_does_not_stop_the_release(fake, rt):
+    fake.body["spec"]["nodes"]["catalog"] = {
+        "builtin": "aws-us-east-1",
+        "instanceTypes": ["no-such.type"],
+    }
+    assert "no-such.type" in str(load(fake.body))  # a tick calls this spec invalid
+    assert run_release(fake, rt).outcome == "released"
+    assert len(fake.released) == 1
+
+
+def test_an_invalid_spec_names_no_provider_so_the_release_gives_up_at_once(fake, rt):
+    fake.body["spec"]["workloads"][0]["replicas"] = {"min": 10, "max": 2}
+    done = run_release(fake, rt)
+    assert done.outcome == "abandoned"
+    assert fake.released == []
+    (event,) = fake.events
+    assert (event.type, event.reason) == ("Warning", "ReleaseFailed")
+    assert event.message == (
+        "the spec is invalid (spec.workloads[0].replicas.min: must be ≤ max (2), got 10), so "
+        "the node provider that made its nodes is unknown and nothing was removed: delete "
+        "the Nodes or NodePools labelled spotwise.dev/policy=team.shop by hand"
+    )
+
+
+def test_the_release_waits_for_a_tick_in_flight(fake, rt):
+    async def scenario() -> list[int]:
+        seen = []
+        await rt.lock.acquire()  # a tick is applying a plan
+        releasing = asyncio.create_task(release(fake.body, rt, fake.shell(), last_attempt=False))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        seen.append(len(fake.released))
+        rt.lock.release()
+        await releasing
+        seen.append(len(fake.released))
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 1]
+
+
+def test_a_policy_without_a_runtime_is_released_too(fake):
+    # e.g. deleted while the operator was down: kopf calls the delete handler on start-up
+    assert run_release(fake, None).outcome == "released"

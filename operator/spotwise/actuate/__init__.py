@@ -11,6 +11,10 @@ Order: nodes first (capacity before the pods that need it), then per workload th
 object patches, the ``/scale`` patch last (it changes the resourceVersion that the
 list-replacing patches are conditional on).
 
+`release(api, policy)` is the other end of a policy's life: it is being deleted, and its
+node provider removes every Node or NodePool it made for it. Workloads are left as they
+are (replicas, concurrency, placement).
+
 Not here: whether to act at all. DryRun and Paused are decided upstream
 (`spotwise.decide.decide` returns ``act=False``); `actuate` always acts when called.
 """
@@ -81,6 +85,19 @@ def actuate(
     lookups = Lookups(kube)
     for ws in spec.workloads:
         report.extend(_workload(kube, lookups, policy, ws, plan, layout))
+    return Actuation(tuple(report.changes), tuple(report.errors))
+
+
+def release(
+    api: ApiClient, policy: ScalingPolicy, *, provider: NodeProvider | None = None
+) -> Actuation:
+    """Remove what the node provider made for `policy`, which is being deleted: kwok
+    Nodes are cordoned, drained and deleted, Karpenter NodePools deleted (Karpenter drains
+    their nodes). Whatever mode the policy is in: a policy now in DryRun may have made
+    nodes while it was Active, and one that never did has none to find. `provider`
+    replaces the one ``spec.nodes.provider`` names."""
+    nodes = provider or create_provider(policy.spec.nodes.provider)
+    report = nodes.release(Kube(api), policy)
     return Actuation(tuple(report.changes), tuple(report.errors))
 
 
@@ -156,4 +173,4 @@ def _placement(
     return [] if patch is None else [patch]
 
 
-__all__ = ["Actuation", "ActuationError", "actuate"]
+__all__ = ["Actuation", "ActuationError", "actuate", "release"]

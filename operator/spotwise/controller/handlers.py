@@ -5,7 +5,11 @@
 - create/resume/update of a ScalingPolicy: validate the spec into the Ready condition
   at once, and wake its daemon;
 - one daemon per ScalingPolicy: a tick every `intervalSeconds`, or sooner when woken;
-  it stops when the policy is deleted (kopf then removes the finalizer);
+  it stops when the policy is deleted;
+- deletion of a ScalingPolicy: release what its node provider made (`tick.release`),
+  retried with backoff through `kopf.TemporaryError` and given up after
+  `RELEASE_ATTEMPTS`; kopf removes the finalizer once this handler is done and the
+  daemon has stopped;
 - Node events: an interruption taint wakes the affected policies (`interruptions`);
 - a liveness probe reporting how many policies are served.
 
@@ -24,7 +28,9 @@ import kopf
 
 from spotwise.api.v1alpha1 import GROUP, PLURAL, VERSION
 from spotwise.controller.interruptions import POLICY_LABEL, InterruptionWatch
-from spotwise.controller.tick import Policies, Shell, check_spec, tick
+from spotwise.controller.tick import Policies, Released, Shell, check_spec, release, tick
+
+log = logging.getLogger("spotwise.controller")
 
 PREFIX = "spotwise.dev"
 FINALIZER = "spotwise.dev/finalizer"
@@ -33,6 +39,12 @@ PEERING = "spotwise"
 CANCELLATION_TIMEOUT_SECONDS = 30.0
 DEFAULT_INTERVAL_SECONDS = 60
 NODE_HANDLER = "nodes"
+# A deleted policy's nodes get this many attempts, RELEASE_BACKOFF_SECONDS apart at first
+# and twice as far each time up to the cap (10, 20, 40, 80, 120 s: about 4.5 minutes), so
+# a PodDisruptionBudget that holds a drain delays the deletion but never blocks it.
+RELEASE_ATTEMPTS = 6
+RELEASE_BACKOFF_SECONDS = 10.0
+RELEASE_BACKOFF_MAX_SECONDS = 120.0
 
 
 class QuietNodeEvents(logging.Filter):
@@ -70,6 +82,11 @@ def interval_of(body: Mapping[str, Any]) -> float:
     return float(value)
 
 
+def release_delay(retry: int) -> float:
+    """Seconds to wait after failed attempt number `retry` (0 for the first)."""
+    return min(RELEASE_BACKOFF_SECONDS * 2.0**retry, RELEASE_BACKOFF_MAX_SECONDS)
+
+
 class Controller:
     """The policies served, the shell their ticks use, and the Node watch. The methods are
     what the kopf handlers call; `register` binds them to a registry."""
@@ -100,6 +117,27 @@ class Controller:
         """A policy was deleted: drop its memory and its metric series."""
         self.policies.forget(namespace, name)
         self.shell.telemetry.forget(namespace, name)
+
+    async def deleting(
+        self, body: Mapping[str, Any], namespace: str, name: str, *, retry: int
+    ) -> Released:
+        """The policy is being deleted: release what its node provider made, attempt
+        number `retry` (kopf counts from 0). An incomplete release raises
+        `kopf.TemporaryError` (kopf calls again after the delay, keeping the finalizer);
+        the last attempt gives up with a Warning event, and kopf lets the object go."""
+        done = await release(
+            body,
+            self.policies.get(namespace, name),
+            self.shell,
+            last_attempt=retry + 1 >= RELEASE_ATTEMPTS,
+        )
+        if done.outcome == "retry":
+            raise kopf.TemporaryError(
+                f"{done.message} (attempt {retry + 1} of {RELEASE_ATTEMPTS})",
+                delay=release_delay(retry),
+            )
+        self.forget(namespace, name)
+        return done
 
     async def spec_seen(self, body: Mapping[str, Any], namespace: str, name: str) -> None:
         """Created, or found at start-up: report a bad spec without waiting for a tick (the
@@ -172,6 +210,20 @@ class Controller:
                 if reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
                     self.forget(namespace, name)
                     logger.info("policy %s/%s deleted: its daemon stopped", namespace, name)
+
+        # Mandatory (not optional): kopf keeps the finalizer until this handler is done.
+        # `retries` is a backstop for an unexpected exception; `deleting` itself gives up
+        # on its last attempt.
+        @kopf.on.delete(
+            GROUP, VERSION, PLURAL, id="release", retries=RELEASE_ATTEMPTS, registry=registry
+        )
+        async def deleted(
+            *, body: kopf.Body, namespace: str | None, name: str, retry: int, **_: Any
+        ) -> None:
+            done = await self.deleting(body, namespace or "", name, retry=retry)
+            # The module's logger, not kopf's: the events are posted already.
+            say = log.warning if done.outcome == "abandoned" else log.info
+            say("policy %s/%s deleted: %s", namespace, name, done.message)
 
         @kopf.on.event(
             "",

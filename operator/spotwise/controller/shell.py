@@ -28,6 +28,7 @@ from kubernetes import config as k8s_config
 
 from spotwise.actuate import Actuation
 from spotwise.actuate import actuate as actuate_plan
+from spotwise.actuate import release as release_nodes
 from spotwise.api.v1alpha1 import GROUP, PLURAL, VERSION, PrometheusSpec, ScalingPolicy
 from spotwise.controller.solver import Solver
 from spotwise.controller.telemetry import Telemetry
@@ -90,6 +91,7 @@ class Calls:
     read_cluster: Callable[[k8s.ApiClient, ScalingPolicy], ClusterState] = read_cluster
     observation: BuildObservation = observation
     actuate: Callable[[k8s.ApiClient, ScalingPolicy, Plan], Actuation] = actuate_plan
+    release: Callable[[k8s.ApiClient, ScalingPolicy], Actuation] = release_nodes
 
 
 def kube_api_client() -> k8s.ApiClient:
@@ -204,6 +206,10 @@ class KubeShell:
         done = await self._blocking(lambda: self.calls.actuate(self.api, policy, plan))
         return Acted(tuple(done.changes), tuple(done.errors))
 
+    async def release(self, policy: ScalingPolicy) -> Acted:
+        done = await self._blocking(lambda: self.calls.release(self.api, policy))
+        return Acted(tuple(done.changes), tuple(done.errors))
+
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         custom = k8s.CustomObjectsApi(self.api)
 
@@ -247,6 +253,7 @@ def kube_shell(
     shell = Shell(
         observe=ports.observe,
         actuate=ports.actuate,
+        release=ports.release,
         patch_status=ports.patch_status,
         post_event=ports.post_event,
         solver=solver,

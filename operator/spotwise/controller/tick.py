@@ -1,4 +1,5 @@
-"""One control-loop tick for one ScalingPolicy, over injected ports.
+"""One control-loop tick for one ScalingPolicy, and its release when it is deleted, over
+injected ports.
 
 A tick validates the spec, observes, decides (through a `Solver`), acts when the mode
 allows, then writes the status it computed (only the fields that changed) and the events
@@ -6,6 +7,9 @@ worth telling. Everything that touches the network is a port of `Shell`: the pro
 ports live in `spotwise.controller.shell`, the unit tests pass named fakes. Nothing a tick
 meets — a bad spec, an unreachable Prometheus, an API error, a solver crash — escapes it:
 it ends up in a condition, an event and the log, and the next tick tries again.
+
+`release` is one attempt at removing what a deleted policy's node provider made; it says
+whether to try again, and the caller (kopf's delete handler) decides when.
 
 Not here: kopf (`handlers`), Kubernetes or Prometheus clients (`shell`).
 """
@@ -20,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from spotwise.actuate.labels import POLICY_LABEL, bounded
 from spotwise.api.loading import PolicyError, parse_spec
 from spotwise.api.v1alpha1 import ObjectMeta, ScalingPolicy
 from spotwise.controller.solver import Solved, Solver
@@ -66,6 +71,8 @@ class Shell:
     observe: Callable[[ScalingPolicy, float], Awaitable[Observation]]
     # Apply a plan to workloads, placement and nodes.
     actuate: Callable[[ScalingPolicy, Plan], Awaitable[Acted]]
+    # Remove what the node provider made for a policy that is being deleted.
+    release: Callable[[ScalingPolicy], Awaitable[Acted]]
     # JSON merge patch of the status subresource: (namespace, name, {"status": ...}).
     patch_status: Callable[[str, str, dict[str, Any]], Awaitable[None]]
     # A Kubernetes Event about the policy object.
@@ -154,14 +161,23 @@ def load(body: Mapping[str, Any]) -> ScalingPolicy | str:
 
     Only metadata and spec are validated: a status written by another version never makes
     a good spec invalid. Instance types unknown to the catalog are caught here too."""
+    policy = _parse(body)
+    if isinstance(policy, str):
+        return policy
     try:
-        spec = parse_spec(body.get("spec"))
-        if not len(build_catalog(spec)):
+        if not len(build_catalog(policy.spec)):
             return "spec.nodes.catalog: no instance types to choose from"
-    except PolicyError as err:
-        return "; ".join(err.lines())
     except DecisionError as err:
         return str(err)
+    return policy
+
+
+def _parse(body: Mapping[str, Any]) -> ScalingPolicy | str:
+    """Metadata and spec as a ScalingPolicy, the catalog unchecked, or why not."""
+    try:
+        spec = parse_spec(body.get("spec"))
+    except PolicyError as err:
+        return "; ".join(err.lines())
     meta = body.get("metadata") or {}
     metadata = ObjectMeta.model_validate(
         {
@@ -399,12 +415,84 @@ async def _report(
     return TickResult(outcome, patch, events, acted, decided)
 
 
+# -- the release ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Released:
+    """What one attempt at releasing a deleted policy's nodes did. `retry`: some objects
+    are left, try again later; `released` and `abandoned` are final (the finalizer may go)."""
+
+    outcome: Literal["released", "retry", "abandoned"]
+    message: str
+    events: tuple[Event, ...] = ()
+
+
+async def release(
+    body: Mapping[str, Any], rt: PolicyRuntime | None, shell: Shell, *, last_attempt: bool
+) -> Released:
+    """Attempt to remove what the node provider made for the policy in `body`, which is
+    being deleted. On the last attempt a failure is final: a Warning event names what is
+    left behind. Never raises."""
+    namespace = (body.get("metadata") or {}).get("namespace") or ""
+    name = (body.get("metadata") or {}).get("name") or ""
+    label = f"{POLICY_LABEL}={bounded(f'{namespace}.{name}')}"
+    # The nodes were made under some earlier spec, so a catalog that no longer checks
+    # out does not matter; but a spec that does not parse names no provider to ask, and
+    # no retry will change that.
+    policy = _parse(body)
+    if isinstance(policy, str):
+        message = (
+            f"the spec is invalid ({policy}), so the node provider that made its nodes is "
+            f"unknown and nothing was removed: delete the Nodes or NodePools labelled "
+            f"{label} by hand"
+        )
+        return await _released(body, shell, Released("abandoned", message))
+    # The daemon is told to stop before kopf calls the delete handler, but a tick in
+    # flight may still be creating nodes: it finishes first, and no tick starts after.
+    lock = rt.lock if rt is not None else asyncio.Lock()
+    async with lock:
+        try:
+            acted = await shell.release(policy)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # the port promises not to raise; if it does, try again
+            log.exception("policy %s/%s: release failed", namespace, name)
+            acted = Acted(errors=(_one_line(err),))
+    if not acted.errors:
+        if not acted.changes:  # e.g. provider none, or a policy that only ever ran DryRun
+            return Released("released", "nothing to release")
+        changes = _lines(acted.changes, 5)
+        done = Released("released", changes, (Event("Normal", "Released", changes),))
+        return await _released(body, shell, done)
+    left = _lines(acted.errors, 3)
+    if not last_attempt:
+        return Released("retry", f"release incomplete: {left}")
+    message = f"gave up; left behind (labelled {label}): {left}"
+    return await _released(body, shell, Released("abandoned", message))
+
+
+async def _released(body: Mapping[str, Any], shell: Shell, done: Released) -> Released:
+    """Post the events of a final release outcome (a Warning when abandoned)."""
+    events = done.events
+    if done.outcome == "abandoned":
+        events = (*events, Event("Warning", "ReleaseFailed", done.message))
+    for event in events:
+        try:
+            shell.post_event(body, event)
+        except Exception as err:  # events are best effort
+            log.warning("release event not posted: %s", err)
+    return replace(done, events=events)
+
+
+def _lines(lines: tuple[str, ...], most: int) -> str:
+    more = f" (and {len(lines) - most} more)" if len(lines) > most else ""
+    return "; ".join(lines[:most]) + more
+
+
 def _actuated(acted: Acted) -> ConditionUpdate:
     if acted.errors:
-        more = f" (and {len(acted.errors) - 3} more)" if len(acted.errors) > 3 else ""
-        return ConditionUpdate(
-            "Actuated", "False", "ActuationFailed", "; ".join(acted.errors[:3]) + more
-        )
+        return ConditionUpdate("Actuated", "False", "ActuationFailed", _lines(acted.errors, 3))
     # The same message whether or not this tick changed anything: changes go to events,
     # and the status stays put while the cluster matches the plan.
     return ConditionUpdate(
@@ -434,8 +522,7 @@ def _events(
             continue  # posted per newly interrupted pool, see _interruption_events
         out.append(event)
     if acted is not None and acted.changes:
-        more = f" (and {len(acted.changes) - 5} more)" if len(acted.changes) > 5 else ""
-        out.append(Event("Normal", "Actuated", "; ".join(acted.changes[:5]) + more))
+        out.append(Event("Normal", "Actuated", _lines(acted.changes, 5)))
     if acted is not None and acted.errors:
         shown = condition(status, "Actuated")
         message = _actuated(acted).message

@@ -5,7 +5,8 @@ A provider makes the cluster's nodes for a policy match the plan's slot layout
 carrying which ``spotwise.dev/slot``. It owns only objects labelled
 ``app.kubernetes.io/managed-by=spotwise`` and ``spotwise.dev/policy=<namespace>.<name>``,
 creates what is missing, changes what differs, removes what the plan no longer has, and
-reports one line per object. ``spec.nodes.provider`` names it.
+reports one line per object. When the policy is deleted, `release` removes all of them.
+``spec.nodes.provider`` names it.
 
 Not here: pod placement (`spotwise.actuate.placement`), workloads.
 """
@@ -27,6 +28,11 @@ class NodeProvider(Protocol):
 
     def apply(self, kube: Kube, policy: ScalingPolicy, layout: SlotLayout) -> Report:
         """Reconcile the policy's nodes with `layout`; never raises for an API error."""
+        ...
+
+    def release(self, kube: Kube, policy: ScalingPolicy) -> Report:
+        """Remove every object made for the policy, which is being deleted; never raises
+        for an API error. What could not be removed is an error line (the caller retries)."""
         ...
 
 

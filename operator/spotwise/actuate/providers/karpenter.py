@@ -19,15 +19,25 @@ Each NodePool lets Karpenter launch only what the plan put in its slot:
 A missing NodePool is created; one that differs in those fields gets a JSON merge patch
 of them (fields Karpenter defaults, like ``disruption``, are left alone); a NodePool of
 the policy that no slot needs any more is deleted, and Karpenter drains its nodes.
-Names are ``spotwise-<namespace>-<policy>-<slot>``, at most 63 characters, because
-Karpenter copies them into the ``karpenter.sh/nodepool`` label.
+`release` (the policy is being deleted) deletes all of the policy's NodePools the same
+way; without the NodePool CRD there are none to delete. Names are
+``spotwise-<namespace>-<policy>-<slot>``, at most 63 characters, because Karpenter
+copies them into the ``karpenter.sh/nodepool`` label.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from spotwise.actuate.kube import NODEPOOLS, TRANSPORT_ERRORS, Kube, Obj, ObjectRef, describe_error
+from spotwise.actuate.kube import (
+    NODEPOOLS,
+    TRANSPORT_ERRORS,
+    Kube,
+    Obj,
+    ObjectRef,
+    describe_error,
+    is_not_found,
+)
 from spotwise.actuate.labels import (
     CAPACITY_TYPE_LABEL,
     INSTANCE_TYPE_LABEL,
@@ -135,10 +145,7 @@ class KarpenterProvider:
     def apply(self, kube: Kube, policy: ScalingPolicy, layout: SlotLayout) -> Report:
         report = Report()
         try:
-            existing = {
-                str(dig(p, "metadata", "name")): p
-                for p in kube.list(NODEPOOLS, label_selector=policy_selector(policy))
-            }
+            existing = _nodepools(kube, policy)
         except TRANSPORT_ERRORS as err:
             report.errors.append(f"NodePools of {policy_key(policy)}: {describe_error(err)}")
             return report
@@ -159,13 +166,41 @@ class KarpenterProvider:
                 report.errors.append(f"{ref}: {describe_error(err)}")
         keep = {d["metadata"]["name"] for d in wanted}
         for name in sorted(set(existing) - keep):
-            ref = ObjectRef(NODEPOOLS, name)
-            try:
-                if kube.delete(ref):
-                    report.changes.append(f"{ref}: deleted (slot no longer planned)")
-            except TRANSPORT_ERRORS as err:
-                report.errors.append(f"{ref}: {describe_error(err)}")
+            _delete(report, kube, existing[name], "slot no longer planned")
         return report
+
+    def release(self, kube: Kube, policy: ScalingPolicy) -> Report:
+        report = Report()
+        try:
+            existing = _nodepools(kube, policy)
+        except TRANSPORT_ERRORS as err:
+            if not is_not_found(err):  # 404: the NodePool CRD is not installed, so none exist
+                report.errors.append(f"NodePools of {policy_key(policy)}: {describe_error(err)}")
+            return report
+        for name in sorted(existing):
+            _delete(report, kube, existing[name], "policy deleted")
+        return report
+
+
+def _nodepools(kube: Kube, policy: ScalingPolicy) -> dict[str, Obj]:
+    """The policy's NodePools by name."""
+    return {
+        str(dig(p, "metadata", "name")): p
+        for p in kube.list(NODEPOOLS, label_selector=policy_selector(policy))
+    }
+
+
+def _delete(report: Report, kube: Kube, pool: Obj, why: str) -> None:
+    """Delete a NodePool; Karpenter then drains and removes its nodes. One already being
+    deleted is left to Karpenter: asking again changes nothing."""
+    if dig(pool, "metadata", "deletionTimestamp"):
+        return
+    ref = ObjectRef(NODEPOOLS, str(dig(pool, "metadata", "name")))
+    try:
+        if kube.delete(ref):
+            report.changes.append(f"{ref}: deleted ({why})")
+    except TRANSPORT_ERRORS as err:
+        report.errors.append(f"{ref}: {describe_error(err)}")
 
 
 def _summary(pool: Obj) -> str:

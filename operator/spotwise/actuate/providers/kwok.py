@@ -14,11 +14,13 @@ memory from the catalog, pods and the kubelet's reservation by the EKS formulas
 
 Reconciling one (slot, instance type) group: keep as many nodes as planned (schedulable
 ones first, then those without an interruption taint, then by name), uncordon a kept node
-that Spotwise had cordoned, create the missing ones, and remove the rest. Removing is
-what ``kubectl drain`` does: cordon (``spec.unschedulable: true``), evict every pod on
-the node through the policy/v1 Eviction API (DaemonSet and mirror pods excepted), and
-delete the Node only when every eviction was accepted; a refused one (429: a
-PodDisruptionBudget) leaves the node cordoned for the next tick.
+that Spotwise had cordoned, create the missing ones, and remove the rest. `release` (the
+policy is being deleted) removes all of the policy's Nodes. Removing is what ``kubectl
+drain`` does: cordon (``spec.unschedulable: true``) every node to remove first, so that a
+pod evicted from one is not rescheduled onto the next, then for each node evict every pod
+on it through the policy/v1 Eviction API (DaemonSet and mirror pods excepted) and delete
+the Node only when every eviction was accepted; a refused one (429: a
+PodDisruptionBudget) leaves the node cordoned for the next try.
 """
 
 from __future__ import annotations
@@ -185,10 +187,8 @@ class KwokProvider:
 
     def apply(self, kube: Kube, policy: ScalingPolicy, layout: SlotLayout) -> Report:
         report = Report()
-        try:
-            nodes = kube.list(NODES, label_selector=policy_selector(policy))
-        except TRANSPORT_ERRORS as err:
-            report.errors.append(f"Nodes of {policy_key(policy)}: {describe_error(err)}")
+        nodes = _nodes(report, kube, policy)
+        if nodes is None:
             return report
         groups: dict[tuple[str, str], list[Obj]] = defaultdict(list)
         for node in nodes:
@@ -221,8 +221,14 @@ class KwokProvider:
                         report.errors.append(f"{ref}: {describe_error(err)}")
         for stale in groups.values():
             remove += stale
-        for node in sorted(remove, key=lambda n: str(dig(n, "metadata", "name"))):
-            self._remove(report, kube, node)
+        _remove(report, kube, remove)
+        return report
+
+    def release(self, kube: Kube, policy: ScalingPolicy) -> Report:
+        report = Report()
+        nodes = _nodes(report, kube, policy)
+        if nodes is not None:
+            _remove(report, kube, nodes)
         return report
 
     @staticmethod
@@ -235,36 +241,58 @@ class KwokProvider:
         report.changes.append(f"{ref}: {what}")
         return True
 
-    @staticmethod
-    def _remove(report: Report, kube: Kube, node: Obj) -> None:
-        """Cordon, evict, delete: one report line for the node."""
+
+def _nodes(report: Report, kube: Kube, policy: ScalingPolicy) -> list[Obj] | None:
+    """The policy's Nodes, or None (and an error line) when they cannot be listed."""
+    try:
+        return kube.list(NODES, label_selector=policy_selector(policy))
+    except TRANSPORT_ERRORS as err:
+        report.errors.append(f"Nodes of {policy_key(policy)}: {describe_error(err)}")
+        return None
+
+
+def _remove(report: Report, kube: Kube, nodes: list[Obj]) -> None:
+    """Cordon every node, then evict and delete each: one report line per node."""
+    cordoned: list[tuple[ObjectRef, list[str]]] = []
+    for node in sorted(nodes, key=lambda n: str(dig(n, "metadata", "name"))):
         ref = ref_of(NODES, node)
-        done: list[str] = []
+        if draining(node) and dig(node, "spec", "unschedulable"):
+            cordoned.append((ref, []))
+            continue
         try:
-            if not (draining(node) and dig(node, "spec", "unschedulable")):
-                kube.patch(ref, CORDON)
-                done.append("cordoned")
-            pods = kube.list(PODS, field_selector=f"spec.nodeName={ref.name}")
-            evicted = 0
-            for pod in filter(evictable, pods):
-                pod_ref = ref_of(PODS, pod)
-                try:
-                    evicted += kube.evict(pod_ref)
-                except TRANSPORT_ERRORS as err:
-                    done.append(f"evicted {evicted} pods")
-                    report.errors.append(
-                        f"{ref}: {', '.join(done)}; eviction of {pod_ref.namespace}/"
-                        f"{pod_ref.name} refused ({describe_error(err)}); left cordoned"
-                    )
-                    return
-            if evicted:
-                done.append(f"evicted {evicted} pods")
-            kube.delete(ref)
-            done.append("deleted")
+            kube.patch(ref, CORDON)
         except TRANSPORT_ERRORS as err:
-            report.errors.append(f"{ref}: {', '.join([*done, describe_error(err)])}")
-            return
-        report.changes.append(f"{ref}: {', '.join(done)}")
+            report.errors.append(f"{ref}: {describe_error(err)}")
+            continue
+        cordoned.append((ref, ["cordoned"]))
+    for ref, done in cordoned:
+        _drain(report, kube, ref, done)
+
+
+def _drain(report: Report, kube: Kube, ref: ObjectRef, done: list[str]) -> None:
+    """Evict the pods of a cordoned node, then delete it: one report line for the node."""
+    try:
+        pods = kube.list(PODS, field_selector=f"spec.nodeName={ref.name}")
+        evicted = 0
+        for pod in filter(evictable, pods):
+            pod_ref = ref_of(PODS, pod)
+            try:
+                evicted += kube.evict(pod_ref)
+            except TRANSPORT_ERRORS as err:
+                done.append(f"evicted {evicted} pods")
+                report.errors.append(
+                    f"{ref}: {', '.join(done)}; eviction of {pod_ref.namespace}/"
+                    f"{pod_ref.name} refused ({describe_error(err)}); left cordoned"
+                )
+                return
+        if evicted:
+            done.append(f"evicted {evicted} pods")
+        kube.delete(ref)
+        done.append("deleted")
+    except TRANSPORT_ERRORS as err:
+        report.errors.append(f"{ref}: {', '.join([*done, describe_error(err)])}")
+        return
+    report.changes.append(f"{ref}: {', '.join(done)}")
 
 
 def _floor(x: float) -> int:

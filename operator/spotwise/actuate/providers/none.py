@@ -15,3 +15,6 @@ class NoProvider:
 
     def apply(self, kube: Kube, policy: ScalingPolicy, layout: SlotLayout) -> Report:
         return Report()
+
+    def release(self, kube: Kube, policy: ScalingPolicy) -> Report:
+        return Report()
