@@ -18,7 +18,7 @@ PIP := $(PYTHON) -m pip --disable-pip-version-check
 export PIP_ROOT_USER_ACTION := ignore
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint crds bench agent clean
+.PHONY: help install demo test lint crds chart bench agent clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,9 @@ lint: ## ruff check and format, mypy (strict) and import-linter layer contracts
 crds: ## regenerate the CRD from the pydantic API models
 	$(PYTHON) -m spotwise crds > $(CRD_FILE).tmp && mv $(CRD_FILE).tmp $(CRD_FILE) \
 		|| { rm -f $(CRD_FILE).tmp; exit 1; }
+
+chart: ## copy manifests/crds/ into the Helm chart's crds/ (a test fails when they differ)
+	cp manifests/crds/*.yaml charts/spotwise/crds/
 
 bench: ## run the optimizer benchmark (prints JSON)
 	$(PYTHON) bench/optimizer.py
