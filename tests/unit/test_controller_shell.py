@@ -173,3 +173,21 @@ def test_a_release_is_reported_as_lines(fakes):
     assert acted.changes == ("Node kwok-team-shop-spot-0-cheap-large-0: cordoned, deleted",)
     assert acted.errors == ("Node kwok-team-shop-spot-0-cheap-large-1: 500 Internal Server Error",)
     assert fakes.released == [p]
+
+
+def test_observe_passes_the_spec_so_written_capacity_is_never_refitted(fakes):
+    seen: list[Any] = []
+
+    def recording_observation(*args: Any, **kw: Any) -> Any:
+        seen.append(kw.get("spec"))
+        return observation(*args, **kw)
+
+    calls = fakes.calls()
+    calls = Calls(**{**calls.__dict__, "observation": recording_observation})
+    shell = KubeShell(API, calls=calls, clock=lambda: 1_700_000_000.0)  # type: ignore[arg-type]
+    p = policy()
+    try:
+        shell.observe_now(p, 1_700_000_000.0)
+    finally:
+        shell.close()
+    assert seen == [p.spec]

@@ -29,7 +29,14 @@ from kubernetes import config as k8s_config
 from spotwise.actuate import Actuation
 from spotwise.actuate import actuate as actuate_plan
 from spotwise.actuate import release as release_nodes
-from spotwise.api.v1alpha1 import GROUP, PLURAL, VERSION, PrometheusSpec, ScalingPolicy
+from spotwise.api.v1alpha1 import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    PrometheusSpec,
+    ScalingPolicy,
+    ScalingPolicySpec,
+)
 from spotwise.controller.solver import Solver
 from spotwise.controller.telemetry import Telemetry
 from spotwise.controller.tick import LOOKBACK_SECONDS, STEP_SECONDS, Acted, Shell
@@ -78,7 +85,13 @@ class ReadMetrics(Protocol):
 
 class BuildObservation(Protocol):
     def __call__(
-        self, metrics: Metrics, cluster: ClusterState, *, at: float, step_seconds: float
+        self,
+        metrics: Metrics,
+        cluster: ClusterState,
+        *,
+        at: float,
+        step_seconds: float,
+        spec: ScalingPolicySpec | None = None,
     ) -> Observation: ...
 
 
@@ -152,7 +165,11 @@ class KubeShell:
                     lookback_seconds=LOOKBACK_SECONDS,
                     step_seconds=STEP_SECONDS,
                 )
-            return self.calls.observation(metrics, cluster, at=at, step_seconds=STEP_SECONDS)
+            # With the spec, capacity is fitted only where the spec gives none: a fit from
+            # light-load samples must not replace numbers the user wrote.
+            return self.calls.observation(
+                metrics, cluster, at=at, step_seconds=STEP_SECONDS, spec=spec
+            )
         except Exception as err:  # the observe layer promises not to raise; if it does, hold
             log.exception("policy %s/%s: observation failed", namespace, policy.metadata.name)
             return Observation(
