@@ -537,7 +537,7 @@ def train(
 
     try:
         from spotwise.rl.env import EpisodeSettings
-        from spotwise.rl.train import EvalSettings, TrainError, TrainSettings
+        from spotwise.rl.train import EvalSettings, TrainError, TrainSettings, training_traces
         from spotwise.rl.train import train as run_training
     except ImportError as e:
         fail(
@@ -575,6 +575,10 @@ def train(
         days=eval_days,
         interruption_scale=interruption_scale,
     )
+    try:
+        training_traces(policy, trace, out, settings)  # bad input fails before the bar shows
+    except TrainError as e:
+        fail(str(e))
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -329,14 +329,22 @@ def out_of_range(card: AgentCard, problem: Problem, obs: F32Array) -> str | None
 
 @dataclass(frozen=True)
 class Shielded:
-    """The agent's choices made safe: a grid index, replicas and spot pods per workload,
-    and the most pods of a workload any one spot pool may hold."""
+    """The agent's choices made safe, per workload: a grid index, the fewest replicas
+    (the SLO need at that limit with the agent's margin, within the bounds) and the
+    agent's knobs after this action (the spot target caps the spot share)."""
 
     grid_index: list[int]
     replicas: list[int]
+    knobs: list[Knobs]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the packer places, per workload: replicas, spot pods, most pods per spot pool."""
+
+    replicas: list[int]
     spot: list[int]
     pool_cap: list[int]
-    knobs: list[Knobs]
 
 
 def spot_limits(tables: Tables, w: int, g: int, replicas: int) -> tuple[int, int]:
@@ -360,7 +368,7 @@ def shield(
 ) -> Shielded:
     """Apply one action (`len(KNOBS)` choices per workload) and clip it to the rules."""
     problem = tables.problem
-    grid_index, replicas, spot, caps, knobs_out = [], [], [], [], []
+    grid_index, replicas, knobs_out = [], [], []
     for w, wl in enumerate(problem.workloads):
         a_rep, a_conc, a_spot = (int(x) - 1 for x in action[3 * w : 3 * w + 3])
         knobs = memory.knobs.get(wl.name, Knobs())
@@ -382,14 +390,10 @@ def shield(
         r = math.ceil(base * (1.0 + margin) - _EPS)
         r = int(np.clip(r, max(wl.min_replicas, base), wl.max_replicas))
         target = float(np.clip(knobs.spot_target + SPOT_STEP * a_spot, 0.0, 1.0))
-        most, cap = spot_limits(tables, w, g, r)
-        s = min(math.floor(target * r + 0.5), most)
         grid_index.append(g)
         replicas.append(r)
-        spot.append(s)
-        caps.append(cap)
         knobs_out.append(Knobs(round(margin, 6), round(target, 6), wl.demand_rps))
-    return Shielded(grid_index, replicas, spot, caps, knobs_out)
+    return Shielded(grid_index, replicas, knobs_out)
 
 
 # -- the packer -----------------------------------------------------------------------
@@ -494,16 +498,21 @@ def split(
     else:
         od_cost = np.where(np.arange(totals[-1] + 1) == 0, 0.0, np.inf)
     per_pod = _od_price_per_pod(tables, w)
-    best = (math.inf, least, 0, 0)
+    limits = {}
     for t in totals:
         most, cap = spot_limits(tables, w, g, t)
-        most = min(most, math.floor(target * t + 0.5))
-        if most > 0 and spot.size:
-            spot_cost, _ = _capped_costs(
-                tables.ppn[w, spot], tables.price[spot], most, np.full(spot.size, cap)
-            )
-        else:
-            spot_cost, most = np.zeros(1), 0
+        limits[t] = (min(most, math.floor(target * t + 0.5)) if spot.size else 0, cap)
+    # One knapsack per distinct cap, as far as the largest count asked of it.
+    spot_costs: dict[int, FloatArray] = {}
+    for cap in {c for m, c in limits.values() if m > 0}:
+        upto = max(m for m, c in limits.values() if c == cap)
+        spot_costs[cap], _ = _capped_costs(
+            tables.ppn[w, spot], tables.price[spot], upto, np.full(spot.size, cap)
+        )
+    best = (math.inf, least, 0, 0)
+    for t in totals:
+        most, cap = limits[t]
+        spot_cost = spot_costs[cap][: most + 1] if most > 0 else np.zeros(1)
         ks = np.arange(most + 1)
         total = spot_cost + od_cost[t - ks] + churn_weight * per_pod * np.abs(ks - previous_spot)
         k = int(np.argmin(total))
@@ -575,7 +584,7 @@ def pack(
     keeps the previous plan's pods where they are (Karpenter's way: remove from the
     dearest pools, add into free room, then buy), and a fresh one."""
     prev_pods, prev_nodes = previous_placement(tables, previous)
-    sizes = [
+    split_sizes = [
         split(
             tables,
             w,
@@ -588,7 +597,7 @@ def pack(
         for w in range(len(choice.replicas))
     ]
     replicas = []
-    for w, (r, k, _) in enumerate(sizes):
+    for w, (r, k, _) in enumerate(split_sizes):
         # Make before break: on-demand pods that new spot pods replace stay for one more
         # decision, until the spot nodes (two minutes away) are up.
         was_spot = int(prev_pods[w, tables.is_spot].sum())
@@ -598,16 +607,15 @@ def pack(
             top = tables.problem.workloads[w].max_replicas
             od = max(od, min(was_od, od + k - was_spot, top - k))
         replicas.append(k + od)
-    choice = replace(
-        choice,
+    sizes = Sizes(
         replicas=replicas,
-        spot=[k for _, k, _ in sizes],
-        pool_cap=[c for _, _, c in sizes],
+        spot=[k for _, k, _ in split_sizes],
+        pool_cap=[c for _, _, c in split_sizes],
     )
     best: tuple[float, IntArray, IntArray] | None = None
     starts = [(prev_pods, prev_nodes), (None, None)] if previous is not None else [(None, None)]
     for keep, bought in starts:
-        pods, nodes = _place(tables, choice, keep, bought)
+        pods, nodes = _place(tables, sizes, keep, bought)
         cost = float(nodes @ tables.price)
         cost += churn_weight * float(np.abs(nodes - prev_nodes) @ tables.price)
         if best is None or cost < best[0] - 1e-9:
@@ -617,7 +625,7 @@ def pack(
 
 
 def _place(
-    tables: Tables, choice: Shielded, keep: IntArray | None, bought: IntArray | None
+    tables: Tables, choice: Sizes, keep: IntArray | None, bought: IntArray | None
 ) -> tuple[IntArray, IntArray]:
     """One placement: `keep` pods stay where they are (trimmed to the new counts, the
     dearest pods first), then each workload fills free room on `bought` and kept nodes
@@ -770,8 +778,11 @@ class Sb3Agent:
             raise AgentError(f"agent {card.name}: cannot load {path}: {e}") from None
         self.card = card
         self._torch = torch
+        self._greedy = GreedyMlp.of(self.model, card)
 
     def act(self, obs: F32Array) -> IntArray:
+        if self._greedy is not None:
+            return self._multi(self._greedy(obs))
         with self._torch.no_grad():
             action, _ = self.model.policy.predict(obs, deterministic=True)
         return self._multi(np.asarray(action))
@@ -792,6 +803,59 @@ class Sb3Agent:
         if self.card.action_encoding == "one-change":
             return one_change_to_multi(int(action.reshape(-1)[0]), len(self.card.workloads))
         return np.asarray(action, dtype=np.int64).reshape(-1)
+
+
+class GreedyMlp:
+    """The deterministic action of a stable-baselines3 MLP policy, in NumPy.
+
+    A decision needs one forward pass of a small network; torch's per-call overhead
+    (tensor conversion, checks) is most of the time that takes, so the weights are
+    copied out once and the same float32 arithmetic runs here. `of` returns None for a
+    network it does not know, and the agent then asks stable-baselines3."""
+
+    def __init__(self, layers: list[tuple[F32Array, F32Array, str]], groups: int) -> None:
+        self.layers = layers  # (weight, bias, activation after it)
+        self.groups = groups  # MultiDiscrete knobs of 3, or 0 for one discrete action
+
+    @classmethod
+    def of(cls, model: Any, card: AgentCard) -> GreedyMlp | None:
+        import torch
+
+        policy = model.policy
+        if card.algo == "dqn":
+            modules = list(policy.q_net.q_net)
+            groups = 0
+        else:
+            modules = [*policy.mlp_extractor.policy_net, policy.action_net]
+            groups = len(KNOBS) * len(card.workloads)
+        kinds = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
+        layers: list[tuple[F32Array, F32Array, str]] = []
+        for module in modules:
+            if isinstance(module, torch.nn.Linear):
+                weight = module.weight.detach().cpu().numpy().astype(np.float32)
+                bias = module.bias.detach().cpu().numpy().astype(np.float32)
+                layers.append((weight.T.copy(), bias, "none"))
+            elif type(module) in kinds and layers:
+                weight, bias, _ = layers[-1]
+                layers[-1] = (weight, bias, kinds[type(module)])
+            else:
+                return None
+        if groups and layers[-1][1].size != CHOICES * groups:
+            return None
+        return cls(layers, groups)
+
+    def __call__(self, obs: F32Array) -> IntArray:
+        x = np.asarray(obs, dtype=np.float32).reshape(1, -1)
+        for weight, bias, activation in self.layers:
+            x = x @ weight + bias
+            if activation == "tanh":
+                x = np.tanh(x)
+            elif activation == "relu":
+                x = np.maximum(x, 0.0)
+        if self.groups:
+            best: IntArray = np.argmax(x.reshape(self.groups, CHOICES), axis=1).astype(np.int64)
+            return best
+        return np.array([int(np.argmax(x))], dtype=np.int64)
 
 
 def agent_search_path() -> list[Path]:

@@ -120,7 +120,10 @@ def load_arrivals(
             trace = resolve_trace(source, step_seconds=60.0, seed=seed)
         trace = trace.resampled(step_seconds).rescaled(peak_rps)
     except TraceError as e:
-        raise TrainError(f"trace {spec_text}: {e}") from None
+        message = str(e)  # most already name the file
+        raise TrainError(
+            message if source in message else f"trace {spec_text}: {message}"
+        ) from None
     n = len(policy.spec.workloads)
     w = list(weights) if weights is not None else [1.0] * n
     if len(w) != n:
@@ -159,6 +162,35 @@ def _first_time(path: Path) -> datetime:
 
 
 # -- DQN ------------------------------------------------------------------------------
+
+
+def training_traces(
+    policy: ScalingPolicy, trace_specs: Sequence[str], out: Path, settings: TrainSettings
+) -> list[FloatArray]:
+    """Check the settings and load the training traces: TrainError before any work."""
+    if settings.algo not in ALGOS:
+        raise TrainError(f"algo must be one of {', '.join(ALGOS)}, not {settings.algo!r}")
+    if settings.task not in TASKS:
+        raise TrainError(f"task must be one of {', '.join(TASKS)}, not {settings.task!r}")
+    if settings.task == "concurrency" and settings.algo == "dqn":
+        raise TrainError("the concurrency task trains with ppo or a2c")
+    if settings.steps < 1:
+        raise TrainError("steps must be at least 1")
+    if out.suffix != ".zip":
+        raise TrainError(f"{out}: the agent file must end in .zip")
+    if not trace_specs:
+        raise TrainError("give at least one --trace")
+    return [
+        load_arrivals(
+            s,
+            policy,
+            peak_rps=settings.peak_rps,
+            weights=settings.weights,
+            step_seconds=settings.episode.step_seconds,
+            seed=settings.seed,
+        )
+        for s in trace_specs
+    ]
 
 
 class OneChangeAction(gym.ActionWrapper[F32Array, np.int64, IntArray]):
@@ -200,29 +232,7 @@ def train(
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-    if settings.algo not in ALGOS:
-        raise TrainError(f"algo must be one of {', '.join(ALGOS)}, not {settings.algo!r}")
-    if settings.task not in TASKS:
-        raise TrainError(f"task must be one of {', '.join(TASKS)}, not {settings.task!r}")
-    if settings.task == "concurrency" and settings.algo == "dqn":
-        raise TrainError("the concurrency task trains with ppo or a2c")
-    if settings.steps < 1:
-        raise TrainError("steps must be at least 1")
-    if out.suffix != ".zip":
-        raise TrainError(f"{out}: the agent file must end in .zip")
-    traces = [
-        load_arrivals(
-            s,
-            policy,
-            peak_rps=settings.peak_rps,
-            weights=settings.weights,
-            step_seconds=settings.episode.step_seconds,
-            seed=settings.seed,
-        )
-        for s in trace_specs
-    ]
-    if not traces:
-        raise TrainError("give at least one --trace")
+    traces = training_traces(policy, trace_specs, out, settings)
     spec = policy.spec
     torch.set_num_threads(settings.threads)
 
