@@ -1,7 +1,9 @@
 """Actuation against a real kube-apiserver (envtest binaries): the patches are accepted as
 built, read back as intended after the server's own defaulting and normalization, and a
 second apply writes nothing. KWOK Nodes are created, cordoned, drained through the real
-Eviction API (which honours a PodDisruptionBudget) and deleted.
+Eviction API (which honours a PodDisruptionBudget) and deleted. Releasing a deleted policy
+takes its placement out of the pod template (the server applies the strategic merge's
+nulls and ``$patch: delete`` directive) and leaves the user's own rules as stored.
 
 Nothing runs pods here (no scheduler, controller-manager or kubelet): pods are bound to
 Nodes by ``spec.nodeName`` and an evicted pod only gets a deletionTimestamp. Karpenter
@@ -19,7 +21,7 @@ from controlplane import ControlPlane
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from spotwise.actuate import Actuation, actuate
+from spotwise.actuate import Actuation, actuate, release
 from spotwise.api import parse_policy
 from spotwise.api.v1alpha1 import ScalingPolicy, parse_quantity
 from spotwise.domain import CapacityType, NodeCount, Plan, WorkloadPlan
@@ -82,7 +84,9 @@ def plan(
     )
 
 
-def create_deployment(api: client.ApiClient, name: str) -> None:
+def create_deployment(
+    api: client.ApiClient, name: str, pod_spec: dict[str, Any] | None = None
+) -> None:
     client.AppsV1Api(api).create_namespaced_deployment(
         NAMESPACE,
         {
@@ -92,11 +96,18 @@ def create_deployment(api: client.ApiClient, name: str) -> None:
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+                    "spec": {
+                        "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
+                        **(pod_spec or {}),
+                    },
                 },
             },
         },
     )
+
+
+def read_deployment(api: client.ApiClient, name: str) -> dict[str, Any]:
+    return raw(api, client.AppsV1Api(api).read_namespaced_deployment(name, NAMESPACE))
 
 
 def raw(api: client.ApiClient, obj: Any) -> dict[str, Any]:
@@ -173,6 +184,102 @@ def test_replicas_env_placement_and_kwok_nodes_land_and_a_second_apply_writes_no
 
     # What the server stored, defaulted and normalized compares equal to the plan.
     assert actuate(api, pol, target) == Actuation(changes=(), errors=())
+
+    # Released: the template is as it was before placement, the plan's replicas and env
+    # var stay, the Nodes go; a second release writes nothing.
+    done = release(api, pol)
+    assert done.errors == ()
+    assert done.changes[0] == (
+        f"Deployment {NAMESPACE}/{name}: "
+        "placement removed (node affinity, slot spread, kwok toleration)"
+    )
+    after = read_deployment(api, name)
+    assert not {"affinity", "topologySpreadConstraints", "tolerations"} & set(
+        after["spec"]["template"]["spec"]
+    )
+    assert "spotwise.dev/kwok-toleration" not in (after["metadata"].get("annotations") or {})
+    assert after["spec"]["replicas"] == 6
+    assert after["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "MAX_INFLIGHT", "value": "12"}
+    ]
+    assert nodes_of(api, f"{NAMESPACE}.{name}") == []
+    assert release(api, pol) == Actuation(changes=(), errors=())
+
+
+def test_release_takes_out_the_placement_and_leaves_the_users_rules_as_stored(api):
+    name = "unplaced"
+    arch = {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"]}
+    create_deployment(
+        api,
+        name,
+        {
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [arch]}]
+                    },
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 10, "preference": {"matchExpressions": [arch]}}
+                    ],
+                },
+                "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 1,
+                            "podAffinityTerm": {
+                                "labelSelector": {"matchLabels": {"app": name}},
+                                "topologyKey": "kubernetes.io/hostname",
+                            },
+                        }
+                    ]
+                },
+            },
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 2,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app": name}},
+                }
+            ],
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    )
+    user = read_deployment(api, name)["spec"]["template"]["spec"]
+    pol = policy(name, provider="kwok", actuator={"actuator": "none"})
+    assert actuate(api, pol, plan(name, 4, 2, 8, spot_nodes=1, od_nodes=1)).errors == ()
+
+    placed = read_deployment(api, name)["spec"]["template"]["spec"]
+    terms = placed["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"] == [
+        {
+            "matchExpressions": [
+                arch,
+                {"key": "spotwise.dev/policy", "operator": "In", "values": [f"{NAMESPACE}.{name}"]},
+                {"key": "spotwise.dev/slot", "operator": "In", "values": ["spot-0", "on-demand-0"]},
+            ]
+        }
+    ]
+    assert [c["topologyKey"] for c in placed["topologySpreadConstraints"]] == [
+        "topology.kubernetes.io/zone",
+        "spotwise.dev/slot",
+    ]
+    assert len(placed["tolerations"]) == 2
+
+    done = release(api, pol)
+    assert done.errors == ()
+    assert done.changes[0] == (
+        f"Deployment {NAMESPACE}/{name}: "
+        "placement removed (node affinity, slot spread, kwok toleration)"
+    )
+    after = read_deployment(api, name)
+    pod = after["spec"]["template"]["spec"]
+    for field in ("affinity", "topologySpreadConstraints", "tolerations"):
+        assert pod[field] == user[field]
+    assert "spotwise.dev/kwok-toleration" not in (after["metadata"].get("annotations") or {})
+    assert after["spec"]["replicas"] == 4
+    assert nodes_of(api, f"{NAMESPACE}.{name}") == []
+    assert release(api, pol) == Actuation(changes=(), errors=())
 
 
 def test_an_hpa_band_and_pods_target_survive_quantity_normalization(api):

@@ -1,17 +1,21 @@
 """The slot rule realizes the planned spot:on-demand split as closely as an even spread
 can, never beyond the policy's spot limits; nodes are dealt to slots by demand; the pod
-template gets exactly the affinity, spread and toleration the rule says, once."""
+template gets exactly the affinity, spread and toleration the rule says, once; unplacing
+takes out exactly those again and leaves every rule of the user's as it was."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spotwise.actuate.fake import strategic_merge_patch
+from spotwise.actuate.fake import merge_patch, strategic_merge_patch
 from spotwise.actuate.kube import DEPLOYMENTS, KNATIVE_SERVICES, ObjectRef
 from spotwise.actuate.placement import (
     KWOK_TOLERATION,
+    KWOK_TOLERATION_ANNOTATION,
     MAX_SLOTS,
     Spread,
     choose_spread,
@@ -19,6 +23,7 @@ from spotwise.actuate.placement import (
     placement_patch,
     slot_layout,
     spot_pod_limit,
+    unplacement_patch,
 )
 from spotwise.api import parse_policy
 from spotwise.domain import CapacityType, Catalog, InstanceType, NodeCount, Plan, WorkloadPlan
@@ -200,7 +205,10 @@ def test_placement_patch_exact_body():
     assert patch.ref == DEPLOYMENT
     assert patch.what == "placement 2 of 3 slots spot (spot-0, spot-1, on-demand-0)"
     assert patch.body == {
-        "metadata": {"resourceVersion": "5"},
+        "metadata": {
+            "resourceVersion": "5",
+            "annotations": {"spotwise.dev/kwok-toleration": "added"},
+        },
         "spec": {
             "template": {
                 "spec": {
@@ -312,3 +320,263 @@ def test_kwok_toleration_is_exactly_kwoks_taint():
         "value": "fake",
         "effect": "NoSchedule",
     }
+
+
+# -- unplacing ------------------------------------------------------------------------
+
+REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+ARCH = {"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}
+ZONE_SPREAD = {
+    "maxSkew": 2,
+    "topologyKey": "topology.kubernetes.io/zone",
+    "whenUnsatisfiable": "ScheduleAnyway",
+}
+DEDICATED = {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
+SERVICE = ObjectRef(KNATIVE_SERVICES, "web", "shop")
+
+
+def placed(obj: dict, *, policy: str = "shop.shop", kwok: bool = True) -> dict:
+    """`obj` after its placement patch, as a strategic merge applies it."""
+    patch = placement_patch(DEPLOYMENT, obj, policy, Spread(3, 2), tolerate_kwok=kwok)
+    return strategic_merge_patch(obj, patch.body)
+
+
+def service(pod_spec: dict | None = None) -> dict:
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"template": {"spec": {"containers": [{"image": "web:1"}], **(pod_spec or {})}}},
+    }
+
+
+def test_unplacing_a_bare_deployment_gives_back_its_template_and_is_done_once():
+    original = deployment()
+    patch = unplacement_patch(DEPLOYMENT, placed(original), "shop.shop")
+    assert patch.ref == DEPLOYMENT
+    assert patch.what == "placement removed (node affinity, slot spread, kwok toleration)"
+    assert patch.body == {
+        "metadata": {"resourceVersion": "5", "annotations": {KWOK_TOLERATION_ANNOTATION: None}},
+        "spec": {
+            "template": {
+                "spec": {"affinity": None, "topologySpreadConstraints": None, "tolerations": None}
+            }
+        },
+    }
+    after = strategic_merge_patch(placed(original), patch.body)
+    assert after["spec"] == original["spec"]
+    assert after["metadata"]["annotations"] == {}
+    assert unplacement_patch(DEPLOYMENT, after, "shop.shop") is None
+
+
+def test_unplacing_sends_the_users_rules_back_byte_identical():
+    user = {
+        "affinity": {
+            "nodeAffinity": {
+                REQUIRED: {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [ARCH]},
+                        {
+                            "matchFields": [
+                                {"key": "metadata.name", "operator": "In", "values": ["n1"]}
+                            ]
+                        },
+                    ]
+                },
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 10, "preference": {"matchExpressions": [ARCH]}}
+                ],
+            },
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 1,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": {"app": "web"}},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            },
+        },
+        "topologySpreadConstraints": [ZONE_SPREAD],
+        "tolerations": [DEDICATED],
+    }
+    patch = unplacement_patch(DEPLOYMENT, placed(deployment(copy.deepcopy(user))), "shop.shop")
+    # A strategic merge keeps list items a patch does not name where the list has a merge
+    # key (topologySpreadConstraints): ours goes by a delete directive. The other two
+    # lists are atomic, so they are sent whole: exactly the user's.
+    assert patch.body == {
+        "metadata": {"resourceVersion": "5", "annotations": {KWOK_TOLERATION_ANNOTATION: None}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "affinity": {
+                        "nodeAffinity": {
+                            REQUIRED: {
+                                "nodeSelectorTerms": user["affinity"]["nodeAffinity"][REQUIRED][
+                                    "nodeSelectorTerms"
+                                ]
+                            }
+                        }
+                    },
+                    "topologySpreadConstraints": [
+                        {"topologyKey": "spotwise.dev/slot", "$patch": "delete"}
+                    ],
+                    "tolerations": [DEDICATED],
+                }
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("affinity", "sent"),
+    [
+        (None, None),
+        (
+            {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "labelSelector": {"matchLabels": {"app": "web"}},
+                            "topologyKey": "kubernetes.io/hostname",
+                        }
+                    ]
+                }
+            },
+            {"nodeAffinity": None},
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 10, "preference": {"matchExpressions": [ARCH]}}
+                    ]
+                }
+            },
+            {"nodeAffinity": {REQUIRED: None}},
+        ),
+    ],
+)
+def test_unplacing_removes_the_required_node_affinity_and_only_what_it_leaves_empty(affinity, sent):
+    original = deployment({} if affinity is None else {"affinity": affinity})
+    patch = unplacement_patch(DEPLOYMENT, placed(original, kwok=False), "shop.shop")
+    assert patch.body["spec"]["template"]["spec"]["affinity"] == sent
+    after = strategic_merge_patch(placed(original, kwok=False), patch.body)
+    assert after["spec"] == original["spec"]
+
+
+def test_a_template_placed_by_another_policy_or_never_placed_is_left_alone():
+    assert (
+        unplacement_patch(DEPLOYMENT, placed(deployment(), policy="shop.other"), "shop.shop")
+        is None
+    )
+    assert unplacement_patch(DEPLOYMENT, deployment(), "shop.shop") is None
+
+
+def test_a_kwok_toleration_the_user_wrote_stays():
+    original = deployment({"tolerations": [dict(KWOK_TOLERATION)]})
+    first = placement_patch(DEPLOYMENT, original, "shop.shop", Spread(3, 2), tolerate_kwok=True)
+    assert "tolerations" not in first.body["spec"]["template"]["spec"]
+    assert "annotations" not in first.body["metadata"]  # not ours, so not marked
+    patch = unplacement_patch(DEPLOYMENT, placed(original), "shop.shop")
+    assert patch.what == "placement removed (node affinity, slot spread)"
+    assert set(patch.body["spec"]["template"]["spec"]) == {"affinity", "topologySpreadConstraints"}
+    assert "annotations" not in patch.body["metadata"]
+
+
+def test_a_marker_whose_toleration_the_user_removed_goes_without_a_rollout():
+    obj = deployment()
+    obj["metadata"]["annotations"] = {KWOK_TOLERATION_ANNOTATION: "added", "team": "shop"}
+    patch = unplacement_patch(DEPLOYMENT, obj, "shop.shop")
+    assert patch.what == f"placement removed (annotation {KWOK_TOLERATION_ANNOTATION})"
+    assert patch.body == {"metadata": {"annotations": {KWOK_TOLERATION_ANNOTATION: None}}}
+
+
+def test_a_knative_service_gets_its_lists_whole_in_a_merge_patch():
+    original = service({"topologySpreadConstraints": [ZONE_SPREAD], "tolerations": [DEDICATED]})
+    first = placement_patch(SERVICE, original, "shop.shop", Spread(1, 1), tolerate_kwok=True)
+    on = merge_patch(original, first.body)
+    patch = unplacement_patch(SERVICE, on, "shop.shop")
+    assert patch.body == {
+        "metadata": {"annotations": {KWOK_TOLERATION_ANNOTATION: None}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "affinity": None,
+                    "topologySpreadConstraints": [ZONE_SPREAD],
+                    "tolerations": [DEDICATED],
+                }
+            }
+        },
+    }
+    assert merge_patch(on, patch.body)["spec"] == original["spec"]
+
+
+_EXPRESSION = st.fixed_dictionaries(
+    {
+        "key": st.sampled_from(["kubernetes.io/arch", "disktype", "topology.kubernetes.io/zone"]),
+        "operator": st.sampled_from(["In", "NotIn"]),
+        "values": st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2),
+    }
+)
+_FIELD = st.fixed_dictionaries(
+    {"key": st.just("metadata.name"), "operator": st.just("In"), "values": st.just(["n1"])}
+)
+_TERM = st.one_of(
+    st.fixed_dictionaries({"matchExpressions": st.lists(_EXPRESSION, min_size=1, max_size=2)}),
+    st.fixed_dictionaries({"matchFields": st.lists(_FIELD, min_size=1, max_size=1)}),
+    st.fixed_dictionaries(
+        {
+            "matchExpressions": st.lists(_EXPRESSION, min_size=1, max_size=2),
+            "matchFields": st.lists(_FIELD, min_size=1, max_size=1),
+        }
+    ),
+)
+_SPREAD = st.sampled_from(
+    [ZONE_SPREAD, {**ZONE_SPREAD, "topologyKey": "kubernetes.io/hostname", "maxSkew": 1}]
+)
+_TOLERATION = st.sampled_from(
+    [
+        DEDICATED,
+        {"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoExecute"},
+        # how KWOK's docs tolerate its nodes: the user's, not ours
+        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"},
+    ]
+)
+
+
+@given(
+    terms=st.lists(_TERM, max_size=3),
+    preferred=st.booleans(),
+    spreads=st.lists(_SPREAD, max_size=2, unique_by=lambda c: c["topologyKey"]),
+    tolerations=st.lists(_TOLERATION, max_size=2),
+    kwok=st.booleans(),
+    slots=st.sampled_from([Spread(1, 1), Spread(1, 0), Spread(3, 2), Spread(10, 7)]),
+)
+def test_place_then_unplace_is_the_identity_on_the_users_pod_spec(
+    terms, preferred, spreads, tolerations, kwok, slots
+):
+    pod: dict = {}
+    node_affinity: dict = {}
+    if terms:
+        node_affinity[REQUIRED] = {"nodeSelectorTerms": terms}
+    if preferred:
+        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {"weight": 5, "preference": {"matchExpressions": [ARCH]}}
+        ]
+    if node_affinity:
+        pod["affinity"] = {"nodeAffinity": node_affinity}
+    if spreads:
+        pod["topologySpreadConstraints"] = spreads
+    if tolerations:
+        pod["tolerations"] = tolerations
+    original = service(copy.deepcopy(pod))
+    first = placement_patch(SERVICE, original, "shop.shop", slots, tolerate_kwok=kwok)
+    on = merge_patch(original, first.body)
+    patch = unplacement_patch(SERVICE, on, "shop.shop")
+    off = merge_patch(on, patch.body)
+    assert off["spec"] == original["spec"]
+    assert KWOK_TOLERATION_ANNOTATION not in (off["metadata"].get("annotations") or {})
+    assert unplacement_patch(SERVICE, off, "shop.shop") is None

@@ -1,6 +1,7 @@
 """`actuate()` applies a whole plan: nodes, then one request per object; the same plan
 twice writes nothing; a failing object costs one error line and nothing else. `release()`
-removes the provider's objects of a deleted policy and leaves its workloads alone."""
+takes a deleted policy's placement out of its workloads, then removes the provider's
+objects; replicas and concurrency stay."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kubernetes.client import ApiClient, Configuration
 
 from spotwise.actuate import Actuation, actuate, release
 from spotwise.actuate.fake import FakeKubeApi
+from spotwise.actuate.kube import DEPLOYMENTS, Kube, ObjectRef
 from spotwise.actuate.providers import provider_names
 from spotwise.api import parse_policy
 from spotwise.domain import CapacityType, NodeCount, Plan, WorkloadPlan
@@ -294,36 +296,151 @@ def test_an_unreachable_api_server_is_error_lines_not_an_exception():
     assert all("\n" not in line for line in done.errors)
 
 
-def test_release_removes_the_nodes_and_leaves_the_workloads_as_they_are():
+NODES_RELEASED = [
+    "Node kwok-shop-shop-on-demand-0-m6i-large-0: cordoned, deleted",
+    "Node kwok-shop-shop-on-demand-0-m6i-large-1: cordoned, deleted",
+    "Node kwok-shop-shop-spot-0-m6i-large-0: cordoned, deleted",
+    "Node kwok-shop-shop-spot-1-m6i-large-0: cordoned, deleted",
+]
+UNPLACED = "placement removed (node affinity, slot spread, kwok toleration)"
+UNPLACE_BODY = {
+    "spec": {
+        "template": {
+            "spec": {"affinity": None, "topologySpreadConstraints": None, "tolerations": None}
+        }
+    }
+}
+
+
+def version(fake: FakeKubeApi, api_version: str, kind: str, name: str) -> dict:
+    meta = fake.get(api_version, kind, name, NS)["metadata"]
+    return {
+        "resourceVersion": meta["resourceVersion"],
+        "annotations": {"spotwise.dev/kwok-toleration": None},
+    }
+
+
+def test_release_unplaces_the_workloads_first_then_removes_the_nodes():
     fake = cluster()
     actuate(fake, policy(), plan())
-    workloads = copy.deepcopy(fake.all("apps/v1", "Deployment"))
+    hpa = copy.deepcopy(fake.get("autoscaling/v2", "HorizontalPodAutoscaler", "search", NS))
+    guards = [
+        version(fake, "apps/v1", "Deployment", "checkout"),
+        version(fake, "apps/v1", "Deployment", "search"),
+        version(fake, "serving.knative.dev/v1", "Service", "web"),
+    ]
     fake.clear()
     done = release(fake, policy())
     assert done.ok
     assert list(done.changes) == [
-        "Node kwok-shop-shop-on-demand-0-m6i-large-0: cordoned, deleted",
-        "Node kwok-shop-shop-on-demand-0-m6i-large-1: cordoned, deleted",
-        "Node kwok-shop-shop-spot-0-m6i-large-0: cordoned, deleted",
-        "Node kwok-shop-shop-spot-1-m6i-large-0: cordoned, deleted",
+        f"Deployment shop/checkout: {UNPLACED}",
+        f"Deployment shop/search: {UNPLACED}",
+        f"Service shop/web: {UNPLACED}",
+        *NODES_RELEASED,
     ]
+    writes = fake.writes()
+    assert [(r.method, r.path, r.content_type, r.body) for r in writes[:3]] == [
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/shop/deployments/checkout",
+            "application/strategic-merge-patch+json",
+            {"metadata": guards[0], **UNPLACE_BODY},
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/shop/deployments/search",
+            "application/strategic-merge-patch+json",
+            {"metadata": guards[1], **UNPLACE_BODY},
+        ),
+        (
+            "PATCH",
+            "/apis/serving.knative.dev/v1/namespaces/shop/services/web",
+            "application/merge-patch+json",
+            {"metadata": guards[2], **UNPLACE_BODY},
+        ),
+    ]
+    assert {r.path.split("/")[3] for r in writes[3:]} == {"nodes"}
     assert fake.all("v1", "Node") == []
-    assert {r.path.split("/")[3] for r in fake.writes()} == {"nodes"}
-    assert fake.all("apps/v1", "Deployment") == workloads  # replicas 6, placement kept
+    # The pod templates are the user's again, plus what the plan set and release keeps:
+    # the replicas, the env var, the HPA band and target, the Knative scale and target.
+    checkout = fake.get("apps/v1", "Deployment", "checkout", NS)
+    assert checkout["spec"]["replicas"] == 6
+    assert checkout["spec"]["template"] == {
+        "metadata": {"labels": {"app": "checkout"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "checkout:1",
+                    "env": [{"name": "MAX_INFLIGHT", "value": "8"}],
+                }
+            ]
+        },
+    }
+    assert (
+        fake.get("apps/v1", "Deployment", "search", NS)["spec"]["template"]
+        == (deployment("search")["spec"]["template"])
+    )
+    assert fake.get("autoscaling/v2", "HorizontalPodAutoscaler", "search", NS) == hpa
+    web = fake.get("serving.knative.dev/v1", "Service", "web", NS)
+    assert web["spec"]["template"]["spec"] == {
+        "containers": [{"image": "web:1"}],
+        "containerConcurrency": 32,
+    }
+    assert web["spec"]["template"]["metadata"]["annotations"] == {
+        "autoscaling.knative.dev/min-scale": "2",
+        "autoscaling.knative.dev/max-scale": "7",
+        "autoscaling.knative.dev/target": "32",
+    }
+
+    fake.clear()
+    assert release(fake, policy()) == Actuation(changes=(), errors=())
+    assert fake.writes() == []
 
 
-def test_release_asks_the_provider_the_policy_names():
+def test_release_unplaces_whatever_provider_the_policy_names_now():
     fake = cluster()
     actuate(fake, policy(), plan())
     fake.clear()
-    # Provider none made nothing and removes nothing, even where kwok Nodes exist.
-    assert release(fake, policy(provider="none")) == Actuation(changes=(), errors=())
-    assert fake.writes() == []
+    # Provider none made no nodes and removes none, even where kwok Nodes exist; the
+    # placement the policy wrote while it was kwok goes all the same.
+    done = release(fake, policy(provider="none"))
+    assert done == Actuation(
+        changes=(
+            f"Deployment shop/checkout: {UNPLACED}",
+            f"Deployment shop/search: {UNPLACED}",
+            f"Service shop/web: {UNPLACED}",
+        ),
+        errors=(),
+    )
     assert len(fake.all("v1", "Node")) == 4
 
 
-def test_every_provider_can_release_a_policy_that_made_nothing():
+def test_a_workload_that_fails_is_one_error_line_and_the_rest_is_released():
+    fake = cluster()
+    actuate(fake, policy(), plan())
+    Kube(fake).delete(ObjectRef(DEPLOYMENTS, "search", NS))  # gone: nothing to undo
+    fake.fail("GET", "/apis/apps/v1/namespaces/shop/deployments/checkout", 403, "forbidden")
+    fake.fail(
+        "PATCH",
+        "/apis/serving.knative.dev/v1/namespaces/shop/services/web",
+        400,
+        "admission webhook denied the request",
+    )
+    fake.clear()
+    done = release(fake, policy())
+    assert done.errors == (
+        "Deployment shop/checkout: placement not removed: 403 Forbidden: forbidden",
+        "Service shop/web: placement not removed: 400 Bad Request: "
+        "admission webhook denied the request",
+    )
+    assert list(done.changes) == NODES_RELEASED
+    assert fake.all("v1", "Node") == []
+
+
+def test_every_provider_can_release_a_policy_that_never_acted():
     for name in provider_names():
-        fake = FakeKubeApi()
+        fake = cluster()  # the workloads exist, untouched: e.g. a policy only ever in DryRun
         assert release(fake, policy(provider=name)) == Actuation(changes=(), errors=())
         assert fake.writes() == []
+        assert release(FakeKubeApi(), policy(provider=name)) == Actuation(changes=(), errors=())

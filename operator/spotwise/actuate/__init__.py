@@ -11,9 +11,11 @@ Order: nodes first (capacity before the pods that need it), then per workload th
 object patches, the ``/scale`` patch last (it changes the resourceVersion that the
 list-replacing patches are conditional on).
 
-`release(api, policy)` is the other end of a policy's life: it is being deleted, and its
-node provider removes every Node or NodePool it made for it. Workloads are left as they
-are (replicas, concurrency, placement).
+`release(api, policy)` is the other end of a policy's life: it is being deleted. First each
+workload loses the placement Spotwise wrote (one patch, one rollout, so its pods can move
+to the user's other nodes), then the node provider removes every Node or NodePool it made
+for the policy. Replicas and concurrency settings stay where the last plan put them: the
+policy no longer decides them, and what they should be now is the user's call.
 
 Not here: whether to act at all. DryRun and Paused are decided upstream
 (`spotwise.decide.decide` returns ``act=False``); `actuate` always acts when called.
@@ -36,7 +38,12 @@ from spotwise.actuate.kube import (
 )
 from spotwise.actuate.labels import policy_key, policy_namespace
 from spotwise.actuate.patches import Patch, Report, coalesce
-from spotwise.actuate.placement import SlotLayout, placement_patch, slot_layout
+from spotwise.actuate.placement import (
+    SlotLayout,
+    placement_patch,
+    slot_layout,
+    unplacement_patch,
+)
 from spotwise.actuate.providers import NodeProvider, create_provider
 from spotwise.actuate.workloads import ActuationError, Lookups, WorkloadView, replica_patches
 from spotwise.api.v1alpha1 import ScalingPolicy, WorkloadSpec
@@ -91,14 +98,38 @@ def actuate(
 def release(
     api: ApiClient, policy: ScalingPolicy, *, provider: NodeProvider | None = None
 ) -> Actuation:
-    """Remove what the node provider made for `policy`, which is being deleted: kwok
-    Nodes are cordoned, drained and deleted, Karpenter NodePools deleted (Karpenter drains
-    their nodes). Whatever mode the policy is in: a policy now in DryRun may have made
-    nodes while it was Active, and one that never did has none to find. `provider`
-    replaces the one ``spec.nodes.provider`` names."""
+    """Undo what Spotwise wrote for `policy`, which is being deleted: first take its
+    placement out of every workload's pod template (`unplacement_patch`), then have the
+    node provider remove its objects: kwok Nodes are cordoned, drained and deleted,
+    Karpenter NodePools deleted (Karpenter drains their nodes). Whatever mode and provider
+    the policy has now: one in DryRun may have placed pods and made nodes while it was
+    Active, and one that never did has none to find. A workload that is gone has nothing
+    to undo. `provider` replaces the one ``spec.nodes.provider`` names."""
+    kube = Kube(api)
+    report = Report()
+    for ws in policy.spec.workloads:
+        report.extend(_unplace(kube, policy, ws))
     nodes = provider or create_provider(policy.spec.nodes.provider)
-    report = nodes.release(Kube(api), policy)
+    report.extend(nodes.release(kube, policy))
     return Actuation(tuple(report.changes), tuple(report.errors))
+
+
+def _unplace(kube: Kube, policy: ScalingPolicy, ws: WorkloadSpec) -> Report:
+    report = Report()
+    ref = ObjectRef(
+        WORKLOAD_RESOURCES[ws.target_ref.kind], ws.target_ref.name, policy_namespace(policy)
+    )
+    try:
+        obj = kube.get(ref)
+        patch = None if obj is None else unplacement_patch(ref, obj, policy_key(policy))
+        if patch is not None:
+            kube.patch(ref, patch.body)
+            report.changes.append(f"{ref}: {patch.what}")
+    except TRANSPORT_ERRORS as err:
+        report.errors.append(f"{ref}: placement not removed: {describe_error(err)}")
+    except _BUILD_ERRORS as err:
+        report.errors.append(f"{ref}: placement not removed: {err}")
+    return report
 
 
 def _workload(

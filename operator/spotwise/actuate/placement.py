@@ -28,8 +28,13 @@ pods' CPU requests.
 **The pod template** gets (1) required node affinity to ``spotwise.dev/policy`` and the
 workload's slots, ANDed into each of its existing node selector terms; (2) one
 ``topologySpreadConstraints`` entry over ``spotwise.dev/slot``; (3) with the kwok
-provider, a toleration of KWOK's ``kwok.x-k8s.io/node=fake:NoSchedule`` taint. A change
-rolls the pods, so the patch is built only when one of these differs.
+provider, a toleration of KWOK's ``kwok.x-k8s.io/node=fake:NoSchedule`` taint; when it adds
+that, the workload itself gets the annotation ``spotwise.dev/kwok-toleration: added`` (a
+user may have written the same toleration, and then it is theirs to keep). A change rolls
+the pods, so the patch is built only when one of these differs.
+
+**Unplacing** (the policy is deleted) takes out exactly those again and nothing of the
+user's: see `unplacement_patch`.
 
 Not here: creating the nodes (`spotwise.actuate.providers`).
 """
@@ -54,7 +59,11 @@ KWOK_TOLERATION = {
     "value": "fake",
     "effect": "NoSchedule",
 }
+# On the workload (not its pod template, so it rolls nothing): placement added the
+# toleration, so unplacing removes it. Without it the toleration is the user's.
+KWOK_TOLERATION_ANNOTATION = "spotwise.dev/kwok-toleration"
 KNATIVE_SERVICE_LABEL = "serving.knative.dev/service"
+REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 _EPS = 1e-9
 
 
@@ -272,9 +281,7 @@ def placement_patch(
     """Node affinity, slot spread and (kwok) toleration on the pod template; None when
     they are already there."""
     pod = dig(workload, "spec", "template", "spec") or {}
-    node_affinity = dig(pod, "affinity", "nodeAffinity") or {}
-    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    current_terms = required.get("nodeSelectorTerms") or []
+    current_terms = _terms(pod)
     terms = affinity_terms(current_terms, policy, spread.slot_names())
     current_spread = pod.get("topologySpreadConstraints") or []
     spreads = spread_constraints(current_spread, pod_selector(ref, workload))
@@ -284,20 +291,117 @@ def placement_patch(
         tolerations.append(KWOK_TOLERATION)
     changes: Obj = {}
     if terms != current_terms:
-        changes["affinity"] = {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
-            }
-        }
+        changes["affinity"] = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": terms}}}
     if spreads != current_spread:
         changes["topologySpreadConstraints"] = spreads
+    body: Obj = {}
     if tolerations != current_tolerations:
         changes["tolerations"] = tolerations
+        body["metadata"] = {"annotations": {KWOK_TOLERATION_ANNOTATION: "added"}}
     if not changes:
         return None
-    body = guarded(workload, {"spec": {"template": {"spec": changes}}})
+    body = guarded(workload, {**body, "spec": {"template": {"spec": changes}}})
     return Patch(
         ref,
         body,
         f"placement {spread.spot} of {spread.slots} slots spot ({', '.join(spread.slot_names())})",
     )
+
+
+# -- unplacing ------------------------------------------------------------------------
+
+
+def unplacement_patch(ref: ObjectRef, workload: Obj, policy: str) -> Patch | None:
+    """What `placement_patch` wrote for `policy`, taken out of the pod template again, as
+    one patch (one rollout); None when none of it is left.
+
+    Taken out: our two match expressions from each node selector term that holds our
+    policy's (a term left empty goes, and with the last term the required node affinity,
+    and then ``nodeAffinity`` and ``affinity`` when nothing of the user's is in them); the
+    spread over ``spotwise.dev/slot``; the KWOK toleration and its annotation when the
+    annotation says placement added it. Everything else stays as it is. A template that
+    requires another policy's nodes is that policy's now (its spread and toleration
+    too): None.
+
+    A Deployment or StatefulSet gets a strategic merge patch, where a list with a merge key
+    (``topologySpreadConstraints``) loses one item only through a ``$patch: delete``
+    directive; a Knative Service gets a JSON merge patch, which replaces lists whole.
+    """
+    pod = dig(workload, "spec", "template", "spec") or {}
+    terms = _terms(pod)
+    expressions = [e for t in terms for e in t.get("matchExpressions") or []]
+    if any(e.get("key") == POLICY_LABEL and not _our_policy(e, policy) for e in expressions):
+        return None
+    changes: Obj = {}
+    removed: list[str] = []
+    kept_terms = _without_ours(terms, policy)
+    if kept_terms != terms:
+        changes["affinity"] = (
+            {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": kept_terms}}}
+            if kept_terms
+            else _without_required(pod.get("affinity") or {})
+        )
+        removed.append("node affinity")
+    spreads = pod.get("topologySpreadConstraints") or []
+    kept_spreads = [c for c in spreads if c.get("topologyKey") != SLOT_LABEL]
+    if kept_spreads != spreads:
+        if not kept_spreads:
+            changes["topologySpreadConstraints"] = None
+        elif ref.resource.builtin:
+            changes["topologySpreadConstraints"] = [{"topologyKey": SLOT_LABEL, "$patch": "delete"}]
+        else:
+            changes["topologySpreadConstraints"] = kept_spreads
+        removed.append("slot spread")
+    body: Obj = {}
+    if KWOK_TOLERATION_ANNOTATION in (dig(workload, "metadata", "annotations") or {}):
+        body["metadata"] = {"annotations": {KWOK_TOLERATION_ANNOTATION: None}}
+        tolerations = pod.get("tolerations") or []
+        kept_tolerations = [t for t in tolerations if t != KWOK_TOLERATION]
+        if kept_tolerations != tolerations:
+            changes["tolerations"] = kept_tolerations or None
+            removed.append("kwok toleration")
+        else:
+            removed.append(f"annotation {KWOK_TOLERATION_ANNOTATION}")
+    if changes:  # node selector terms and tolerations are resent whole: guard them
+        body = guarded(workload, {**body, "spec": {"template": {"spec": changes}}})
+    if not body:
+        return None
+    return Patch(ref, body, f"placement removed ({', '.join(removed)})")
+
+
+def _terms(pod: Obj) -> list[Obj]:
+    terms = dig(pod, "affinity", "nodeAffinity", REQUIRED, "nodeSelectorTerms")
+    return list(terms) if isinstance(terms, list) else []
+
+
+def _our_policy(expression: Obj, policy: str) -> bool:
+    return expression.get("key") == POLICY_LABEL and expression.get("values") == [policy]
+
+
+def _without_ours(terms: Sequence[Obj], policy: str) -> list[Obj]:
+    """The terms with our expressions taken out of each that holds our policy's."""
+    out = []
+    for term in terms:
+        expressions = term.get("matchExpressions") or []
+        if not any(_our_policy(e, policy) for e in expressions):
+            out.append(term)
+            continue
+        kept = [e for e in expressions if e.get("key") not in (POLICY_LABEL, SLOT_LABEL)]
+        rest = {k: v for k, v in term.items() if k != "matchExpressions"}
+        if kept:
+            rest["matchExpressions"] = kept
+        # A term that held only ours was placement's stand-in for "no terms": it goes.
+        if rest.get("matchExpressions") or rest.get("matchFields"):
+            out.append(rest)
+    return out
+
+
+def _without_required(affinity: Obj) -> Obj | None:
+    """The patch of ``affinity`` that removes its required node affinity and whatever is
+    left empty by that (null deletes, in both patch types)."""
+    node_affinity = affinity.get("nodeAffinity") or {}
+    if any(v for k, v in node_affinity.items() if k != REQUIRED):
+        return {"nodeAffinity": {REQUIRED: None}}
+    if any(v for k, v in affinity.items() if k != "nodeAffinity"):
+        return {"nodeAffinity": None}
+    return None
