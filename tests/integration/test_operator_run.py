@@ -522,8 +522,15 @@ def test_deleting_a_policy_releases_its_nodes_stops_its_daemon_and_removes_the_f
     )
     assert released.type == "Normal"
     names = sorted(n.metadata.name for n in nodes)
+    # Workloads are un-placed first (their pods may reschedule), then the Nodes go.
     assert released.message.startswith(
-        "; ".join(f"Node {name}: cordoned, deleted" for name in names[:5])
+        "; ".join(
+            [
+                "Deployment spotwise-it/gone: placement removed "
+                "(node affinity, slot spread, kwok toleration)",
+                *(f"Node {name}: cordoned, deleted" for name in names[:4]),
+            ]
+        )
     )
     assert cluster.replicas("gone") == replicas
     eventually(
