@@ -7,8 +7,9 @@ Sections (all by default; `only` picks some):
   training), rescaled to a 2,000 rps peak and split 0.5 / 0.2 / 0.3 over the shop's
   services, spot interruptions x100, per seed. Per run: cost, SLO violation, rl / genetic
   cost and how often rl fell back to the genetic engine (and why).
-- `hybrid`: single solves of problems taken from those windows (every two hours, demand
-  = the trace's load), cold (no warm start) and with a time budget that never binds:
+- `hybrid`: single solves of problems taken from those windows (the load when the
+  window's total sits at its 25th ... 100th percentile), cold (no warm start) and with a
+  time budget that never binds:
   the genetic engine with the policy's settings (40 generations, patience 12), the
   hybrid engine (rl proposals, half of both), and the genetic engine with that half
   budget but no proposals (what the proposals add). Cost and generations run.
@@ -64,7 +65,6 @@ class RlBenchSettings:
     seeds: tuple[int, ...] = (1,)
     interruption_scale: float = 100.0
     step_seconds: float = 10.0
-    problems_every_hours: float = 2.0
     concurrency_day: str = "1998-06-29"
 
 
@@ -187,13 +187,16 @@ class Sampled:
     demands: dict[str, float]
 
 
+LOAD_QUANTILES = (0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+
+
 def sample_problems(
     policy: ScalingPolicy, traces: dict[str, str], settings: RlBenchSettings
 ) -> list[Sampled]:
-    """The load of each held-out window every `problems_every_hours`, as demands."""
+    """Per held-out window, the load at the moments its total sits at `LOAD_QUANTILES`:
+    mostly busy moments, where plans have many pods and choices matter."""
     out = []
     names = [w.name for w in policy.spec.workloads]
-    every = round(settings.problems_every_hours * 3600 / settings.step_seconds)
     for day, spec in traces.items():
         arrivals = load_arrivals(
             spec,
@@ -203,7 +206,9 @@ def sample_problems(
             step_seconds=settings.step_seconds,
         )
         arrivals = arrivals[: round(settings.days * 86400 / settings.step_seconds)]
-        for i in range(0, len(arrivals), every):
+        total = arrivals.sum(axis=1)
+        for q in LOAD_QUANTILES:
+            i = int(np.argmin(np.abs(total - np.quantile(total, q))))
             hour = i * settings.step_seconds / 3600
             out.append(
                 Sampled(

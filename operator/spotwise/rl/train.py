@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -292,12 +293,12 @@ def train(
     if settings.algo != "dqn" and not concurrency:
         _prefer_hold(model)
     recorder = _Recorder(settings.steps, on_progress)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     with native_stdout_to_stderr():
         model.learn(total_timesteps=settings.steps, callback=recorder)
     seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started  # this process (and its threads) only
-    env.close()
+    env.close()  # joins environment processes, so that their CPU time is counted
+    cpu_seconds = _cpu_seconds() - cpu_started
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
     names = [w.name for w in spec.workloads]
@@ -404,6 +405,14 @@ class _Recorder:
                 return True
 
         return Recorder()
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds used by this process and by its finished children (the environment
+    processes with `processes`)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _load_average() -> list[float] | None:
