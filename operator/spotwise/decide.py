@@ -446,6 +446,40 @@ def decide(
             plan = engine.solve(problem, warm_start=state.last_plan, seed=seed)
             solved_at = now
 
+    # Guard 3: a plan that breaks a workload's replica bounds (its pods fit no node type,
+    # say) is never applied: the last plan holds and the policy says why.
+    outside = [
+        f"{ws.name}: {plan.workload(ws.name).replicas} replicas outside "
+        f"[{ws.replicas.min}, {ws.replicas.max}]"
+        for ws in spec.workloads
+        if not ws.replicas.min <= plan.workload(ws.name).replicas <= ws.replicas.max
+    ]
+    if outside:
+        why = "; ".join([*outside, *plan.reasons[-2:]])[:1000]
+        return Decision(
+            state.last_plan,
+            act=False,
+            held=True,
+            state=replace(state, needs=needs),
+            demands=tuple(sorted(demands.items())),
+            events=(*events, Event("Warning", "Infeasible", f"plan not applied: {why}")),
+            conditions=(
+                ConditionUpdate(
+                    "MetricsAvailable",
+                    "True",
+                    "MetricsRead",
+                    "request rates read for every workload",
+                ),
+                ConditionUpdate("Degraded", "True", "Infeasible", f"plan not applied: {why}"),
+                ConditionUpdate(
+                    "Ready",
+                    "True" if state.last_plan else "False",
+                    "HoldingLastPlan" if state.last_plan else "NoPlanYet",
+                    "no plan within the replica bounds; nothing is changed",
+                ),
+            ),
+        )
+
     conditions = [
         ConditionUpdate(
             "MetricsAvailable", "True", "MetricsRead", "request rates read for every workload"

@@ -308,6 +308,26 @@ def test_active_tick_decides_and_acts():
     assert [e.reason for e in d.events] == ["Decided"]
 
 
+def test_a_plan_outside_the_replica_bounds_is_never_applied():
+    # Pods of 4 CPU fit no 2-vCPU node: the engine's plan has 0 replicas, below min 3.
+    # Before this guard such a plan scaled the Deployment to 0.
+    ok = decide(small_spec(), observe(0, {"api": 300.0}))
+    too_big = small_policy()
+    too_big["spec"]["workloads"][0]["resources"] = {"cpu": "4", "memory": "512Mi"}
+    too_big["spec"]["workloads"][0]["replicas"] = {"min": 3, "max": 60}
+    spec = spec_of(too_big)
+    for state in (None, ok.state):
+        d = decide(spec, observe(60, {"api": 300.0}), state)
+        assert not d.act and d.held
+        assert d.plan == (state.last_plan if state else None)
+        assert condition(d, "Degraded") == ("True", "Infeasible")
+        assert condition(d, "Ready") == (
+            ("True", "HoldingLastPlan") if state else ("False", "NoPlanYet")
+        )
+        (event,) = [e for e in d.events if e.reason == "Infeasible"]
+        assert event.type == "Warning" and "api: 0 replicas outside [3, 60]" in event.message
+
+
 def test_paused_holds_and_does_not_act():
     first = decide(small_spec(), observe(0, {"api": 300.0}))
     paused = small_spec(mode="Paused")
