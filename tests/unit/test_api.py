@@ -354,7 +354,8 @@ def test_parse_memory(quantity: str | int, gib: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "lots", "1.2.3", "1Gb", "Gi", "1 Gi", "-1", "1e", "1e3m", " 1", True, 1.5]
+    "bad",
+    ["", "lots", "1.2.3", "1Gb", "Gi", "1 Gi", "-1", "1e", "1e3m", " 1", True, 1.5, "1e400"],
 )
 def test_bad_quantities_raise_value_error(bad: Any) -> None:
     with pytest.raises(ValueError):
@@ -533,6 +534,7 @@ def test_duplicate_custom_instance_types() -> None:
         ("cpu", 0.5, 'must be quoted when fractional: write "0.5"'),
         ("memory", "512MB", "must be a Kubernetes quantity"),
         ("memory", "0Mi", "must be more than 0 bytes"),
+        ("cpu", "1e400", "must be a Kubernetes quantity"),  # 10.0 ** 400 overflowed
     ],
 )
 def test_bad_quantity(field: str, value: Any, fragment: str) -> None:

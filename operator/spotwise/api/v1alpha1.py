@@ -90,10 +90,13 @@ def parse_quantity(quantity: str | int) -> float:
             f"{text!r} is not a Kubernetes quantity (examples: 500m, 2, 0.5, 512Mi, 1Gi, 1G)"
         )
     value = float(match["number"])
-    if match["exponent"] is not None:
-        value *= 10.0 ** float(match["exponent"])
-    else:
-        value *= _SUFFIX_FACTORS[match["suffix"] or ""]
+    try:
+        if match["exponent"] is not None:
+            value *= 10.0 ** float(match["exponent"])
+        else:
+            value *= _SUFFIX_FACTORS[match["suffix"] or ""]
+    except OverflowError:  # 10.0 ** 400 raises instead of giving inf
+        value = math.inf
     if not math.isfinite(value):
         raise ValueError(f"{text!r} is out of range")
     return -value if match["sign"] == "-" else value
