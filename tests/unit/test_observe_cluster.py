@@ -19,7 +19,9 @@ from spotwise.api.v1alpha1 import ScalingPolicy
 from spotwise.domain import CapacityType, InstanceType, Pool
 from spotwise.observe.cluster import (
     INTERRUPTION_TAINTS,
+    KARPENTER_DISRUPTED_TAINT,
     POLICY_LABEL,
+    KarpenterState,
     interrupted_pool,
     node_pool,
     policy_key,
@@ -35,8 +37,11 @@ def node(
     policy: str = "shop.shop",
     taints: tuple[str, ...] = (),
     deleting: bool = False,
+    nodepool: str | None = None,
 ) -> dict[str, Any]:
     labels = {POLICY_LABEL: policy, "kubernetes.io/os": "linux"}
+    if nodepool:
+        labels["karpenter.sh/nodepool"] = nodepool
     if instance_type:
         labels["node.kubernetes.io/instance-type"] = instance_type
     if capacity:
@@ -71,8 +76,8 @@ def test_pool_needs_both_labels() -> None:
     assert node_pool(legacy) == "m5.large/spot"
 
 
-@pytest.mark.parametrize("taint", sorted(INTERRUPTION_TAINTS))
-def test_each_interruption_taint_marks_a_spot_pool(taint: str) -> None:
+@pytest.mark.parametrize("taint", sorted(INTERRUPTION_TAINTS - {KARPENTER_DISRUPTED_TAINT}))
+def test_each_notice_taint_marks_a_spot_pool(taint: str) -> None:
     assert interrupted_pool(node("n", taints=(taint,))) == "m6i.large/spot"
 
 
@@ -92,6 +97,40 @@ def test_what_is_not_an_interruption() -> None:
     assert interrupted_pool(node("n", None, taints=("spotwise.dev/interruption",))) is None
     assert interrupted_pool({"metadata": {}, "spec": None}) is None
     assert interrupted_pool({}) is None
+
+
+LIVE = KarpenterState(nodepools=frozenset({"spotwise-shop-shop-spot-0"}), disrupting=frozenset())
+
+
+def karpenter_node(name: str = "n", nodepool: str = "spotwise-shop-shop-spot-0", **kw: Any):
+    return node(name, taints=(KARPENTER_DISRUPTED_TAINT,), nodepool=nodepool, **kw)
+
+
+def test_karpenter_disrupted_is_an_interruption_only_with_evidence() -> None:
+    # Its interruption controller deletes the NodeClaim: the pool is live, no DisruptionReason.
+    assert interrupted_pool(karpenter_node(), LIVE) == "m6i.large/spot"
+    # No evidence read (the Node watch, Karpenter's API unreadable): not an interruption.
+    assert interrupted_pool(karpenter_node()) is None
+
+
+def test_karpenter_disrupting_on_its_own_accord_is_not_an_interruption() -> None:
+    # Consolidation, drift, emptiness: the disruption queue set the NodeClaim's DisruptionReason.
+    voluntary = KarpenterState(nodepools=LIVE.nodepools, disrupting=frozenset({"n"}))
+    assert interrupted_pool(karpenter_node(), voluntary) is None
+    assert interrupted_pool(karpenter_node("other-node"), voluntary) == "m6i.large/spot"
+
+
+def test_draining_a_nodepool_spotwise_deleted_is_not_an_interruption() -> None:
+    assert interrupted_pool(karpenter_node(nodepool="spotwise-shop-shop-spot-1"), LIVE) is None
+    assert interrupted_pool(node("n", taints=(KARPENTER_DISRUPTED_TAINT,)), LIVE) is None
+    on_demand = karpenter_node(capacity="on-demand", nodepool="spotwise-shop-shop-spot-0")
+    assert interrupted_pool(on_demand, LIVE) is None
+
+
+def test_notice_taints_need_no_evidence() -> None:
+    gone = KarpenterState(nodepools=frozenset(), disrupting=frozenset({"n"}))
+    itn = node("n", taints=("aws-node-termination-handler/spot-itn",), nodepool="gone")
+    assert interrupted_pool(itn, gone) == "m6i.large/spot"
 
 
 def test_policy_key_is_what_the_providers_write() -> None:
@@ -145,8 +184,9 @@ NOT_FOUND = {
 
 
 class FakeApiServer:
-    """A FAKE Kubernetes API server: canned objects at their real paths, label selectors on
-    the node list, a Status object with 404 for anything else. Records request paths."""
+    """A FAKE Kubernetes API server: canned objects at their real paths (an int there is the
+    error status to answer), label selectors on the node list, a Status object with 404 for
+    anything else. Records request paths."""
 
     def __init__(self, objects: dict[str, Any], nodes: list[dict[str, Any]]) -> None:
         self.paths: list[str] = []
@@ -162,6 +202,9 @@ class FakeApiServer:
                     items = [n for n in nodes if n["metadata"]["labels"].get(key) == value]
                     body = {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items}
                     self.reply(200, body)
+                elif isinstance(objects.get(url.path), int):  # an error status to answer
+                    code = objects[url.path]
+                    self.reply(code, {**NOT_FOUND, "code": code, "reason": "", "message": "no"})
                 elif url.path in objects:
                     self.reply(200, objects[url.path])
                 else:
@@ -218,6 +261,79 @@ OBJECTS = {
         "status": {"actualReplicas": 3, "desiredReplicas": 5},
     },
 }
+
+
+def nodeclaim(name: str, node_name: str, *, disruption: str | None = None) -> dict[str, Any]:
+    conditions = [{"type": "Initialized", "status": "True"}]
+    if disruption:
+        conditions.append({"type": "DisruptionReason", "status": "True", "reason": disruption})
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodeClaim",
+        "metadata": {
+            "name": name,
+            "labels": {"karpenter.sh/nodepool": "spotwise-shop-shop-spot-0"},
+        },
+        "status": {"nodeName": node_name, "conditions": conditions},
+    }
+
+
+def nodepool(name: str, *, deleting: bool = False) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if deleting:
+        metadata["deletionTimestamp"] = "2024-05-01T12:00:00Z"
+    return {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": metadata}
+
+
+NODEPOOLS = "/apis/karpenter.sh/v1/nodepools"
+NODECLAIMS = "/apis/karpenter.sh/v1/nodeclaims"
+KARPENTER = {
+    NODEPOOLS: {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePoolList",
+        "metadata": {},
+        "items": [
+            nodepool("spotwise-shop-shop-spot-0"),
+            nodepool("spotwise-shop-shop-spot-1", deleting=True),
+        ],
+    },
+    NODECLAIMS: {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodeClaimList",
+        "metadata": {},
+        "items": [
+            nodeclaim("spot-0-a", "karp-interrupted"),
+            nodeclaim("spot-0-b", "karp-consolidated", disruption="Underutilized"),
+        ],
+    },
+}
+KARPENTER_NODES = [
+    # Interrupted: its NodeClaim deleted by the interruption controller, the Node deleted
+    # and then tainted by the termination controller.
+    node(
+        "karp-interrupted",
+        "r6i.large",
+        "spot",
+        taints=(KARPENTER_DISRUPTED_TAINT,),
+        nodepool="spotwise-shop-shop-spot-0",
+        deleting=True,
+    ),
+    node(
+        "karp-consolidated",
+        "c6a.large",
+        "spot",
+        taints=(KARPENTER_DISRUPTED_TAINT,),
+        nodepool="spotwise-shop-shop-spot-0",
+    ),
+    node(
+        "karp-retired",
+        "m7i.large",
+        "spot",
+        taints=(KARPENTER_DISRUPTED_TAINT,),
+        nodepool="spotwise-shop-shop-spot-1",
+        deleting=True,
+    ),
+]
 NODES = [
     node("spot-a", "m6i.large", "spot", taints=("aws-node-termination-handler/spot-itn",)),
     node("spot-b", "m6i.large", "spot"),
@@ -250,6 +366,55 @@ def test_read_cluster(api: tuple[FakeApiServer, k8s.ApiClient]) -> None:
     assert [parse_qs(u.query)["labelSelector"] for u in listed] == [
         ["spotwise.dev/policy=shop.shop"]
     ]
+
+
+def test_read_cluster_tells_karpenters_interruptions_from_its_own_disruption() -> None:
+    server = FakeApiServer({**OBJECTS, **KARPENTER}, NODES + KARPENTER_NODES)
+    try:
+        with k8s.ApiClient(k8s.Configuration(host=server.url)) as client:
+            state = read_cluster(client, policy_of())
+    finally:
+        server.close()
+    # r6i.large: interrupted. c6a.large: consolidation. m7i.large: its NodePool is going.
+    assert state.interrupted_pools == {"m6i.large/spot", "r6i.large/spot"}
+    assert dict(state.nodes_by_pool) == {
+        "c6a.large/spot": 1,
+        "c6i.xlarge/on-demand": 2,
+        "m6i.large/spot": 2,
+    }
+    selectors = {
+        urlparse(p).path: parse_qs(urlparse(p).query)["labelSelector"]
+        for p in server.paths
+        if p.startswith("/apis/karpenter.sh/")
+    }
+    assert selectors == {
+        NODEPOOLS: ["app.kubernetes.io/managed-by=spotwise,spotwise.dev/policy=shop.shop"],
+        NODECLAIMS: ["karpenter.sh/nodepool in (spotwise-shop-shop-spot-0)"],
+    }
+
+
+def test_karpenter_is_read_only_when_a_spot_node_carries_its_taint(
+    api: tuple[FakeApiServer, k8s.ApiClient],
+) -> None:
+    server, client = api
+    read_cluster(client, policy_of())
+    assert not [p for p in server.paths if p.startswith("/apis/karpenter.sh/")]
+
+
+def test_karpenter_not_installed_or_unreadable_gives_no_interruption() -> None:
+    for karpenter, problem in (
+        ({}, None),  # both lists answer 404: no Karpenter, nothing to report
+        ({**KARPENTER, NODECLAIMS: 403}, "Karpenter NodePools and NodeClaims: forbidden"),
+    ):
+        server = FakeApiServer({**OBJECTS, **karpenter}, NODES + KARPENTER_NODES)
+        try:
+            with k8s.ApiClient(k8s.Configuration(host=server.url)) as client:
+                state = read_cluster(client, policy_of())
+        finally:
+            server.close()
+        assert state.interrupted_pools == {"m6i.large/spot"}  # the notice taint only
+        found = [p for p in state.problems if p.startswith("Karpenter")]
+        assert [p.partition(" (")[0] for p in found] == ([problem] if problem else [])
 
 
 def test_knative_service_without_a_ready_revision(api: tuple[FakeApiServer, k8s.ApiClient]) -> None:

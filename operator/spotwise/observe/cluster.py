@@ -6,7 +6,13 @@ Knative Service, from its latest ready Revision. The policy's nodes are those la
 `spotwise.dev/policy=<namespace>.<name>`, as the providers label them. A node's pool is
 `<instance type>/<capacity type>` from its well-known labels, the same name as
 `domain.Pool.name`. A spot node carrying one of `INTERRUPTION_TAINTS` marks its pool as
-interrupted.
+interrupted, with one narrowing for Karpenter's ``karpenter.sh/disrupted``: Karpenter sets
+that taint on every node it takes away, for a spot interruption (its interruption controller
+deletes the NodeClaim) and as well for its own consolidation, drift and emptiness (its
+disruption queue first sets the NodeClaim's ``DisruptionReason`` condition) and when a
+NodePool Spotwise deleted is drained. So that taint counts only with `KarpenterState`
+evidence: the node's NodePool is one of the policy's and not being deleted, and its
+NodeClaim has no ``DisruptionReason``.
 
 `read_cluster` never raises for API errors: what it could not read is left out and
 listed in `ClusterState.problems`. Not here: changing anything (`actuate`).
@@ -27,15 +33,22 @@ from spotwise.api.v1alpha1 import KNATIVE_SERVING_API_VERSION, ScalingPolicy, Ta
 from spotwise.domain import CapacityType
 
 POLICY_LABEL = "spotwise.dev/policy"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
 INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 INTERRUPTION_TAINTS: frozenset[str] = frozenset(
     {
         "aws-node-termination-handler/spot-itn",  # AWS Node Termination Handler: 2-min notice
-        "karpenter.sh/disrupted",  # Karpenter is draining the node
+        "karpenter.sh/disrupted",  # Karpenter is draining the node: see KarpenterState
         "spotwise.dev/interruption",  # a rehearsal: taint a node by hand
     }
 )
+KARPENTER_DISRUPTED_TAINT = "karpenter.sh/disrupted"
+# Set on a NodeClaim by Karpenter's disruption queue (Underutilized, Empty, Drifted, ...)
+# and its repair and garbage collection, never by its interruption controller.
+DISRUPTION_REASON_CONDITION = "DisruptionReason"
+KARPENTER_API = ("karpenter.sh", "v1")
 DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds per API call
 _MAX_LABEL_VALUE = 63
 
@@ -62,15 +75,81 @@ def node_pool(node: Mapping[str, Any]) -> str | None:
     return f"{instance_type}/{capacity}"
 
 
-def interrupted_pool(node: Mapping[str, Any]) -> str | None:
-    """The pool of a spot Node (API JSON form) tainted with one of `INTERRUPTION_TAINTS`,
-    else None. On-demand nodes are never interrupted: Karpenter's `disrupted` taint on
-    them means consolidation or drift, not lost capacity."""
-    taints = (node.get("spec") or {}).get("taints") or []
-    if not any(isinstance(t, Mapping) and t.get("key") in INTERRUPTION_TAINTS for t in taints):
-        return None
+@dataclass(frozen=True)
+class KarpenterState:
+    """What tells a spot interruption from Karpenter's own disruption of a policy's nodes."""
+
+    nodepools: frozenset[str]  # the policy's NodePools that are not being deleted
+    disrupting: frozenset[str]  # Nodes whose NodeClaim has DisruptionReason True
+
+
+def interrupted_pool(
+    node: Mapping[str, Any], karpenter: KarpenterState | None = None
+) -> str | None:
+    """The pool of a spot Node (API JSON form) that is being interrupted, else None.
+
+    Tainted ``aws-node-termination-handler/spot-itn`` or ``spotwise.dev/interruption``: yes.
+    Tainted ``karpenter.sh/disrupted``: only when `karpenter` shows that its NodePool
+    (label ``karpenter.sh/nodepool``) is one of the policy's and not being deleted, and
+    that its NodeClaim has no ``DisruptionReason``; without that evidence, no (a false
+    interruption shuns a pool and posts an event, a missed one waits for the next tick).
+    On-demand nodes are never interrupted."""
+    taints = {
+        t.get("key") for t in (node.get("spec") or {}).get("taints") or [] if isinstance(t, Mapping)
+    }
     pool = node_pool(node)
-    return pool if pool is not None and pool.endswith(f"/{CapacityType.SPOT.value}") else None
+    if pool is None or not pool.endswith(f"/{CapacityType.SPOT.value}"):
+        return None
+    if taints & (INTERRUPTION_TAINTS - {KARPENTER_DISRUPTED_TAINT}):
+        return pool
+    if KARPENTER_DISRUPTED_TAINT in taints and karpenter is not None:
+        meta = node.get("metadata") or {}
+        nodepool = (meta.get("labels") or {}).get(NODEPOOL_LABEL)
+        if nodepool in karpenter.nodepools and meta.get("name") not in karpenter.disrupting:
+            return pool
+    return None
+
+
+def read_karpenter(
+    api: k8s.ApiClient, policy: ScalingPolicy, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+) -> KarpenterState | None:
+    """The policy's live NodePools and the Nodes Karpenter is disrupting on its own accord,
+    or None when Karpenter's CRDs are not installed. Raises `k8s.ApiException` and
+    transport errors."""
+    custom = k8s.CustomObjectsApi(api)
+    group, version = KARPENTER_API
+    selector = f"{MANAGED_BY_LABEL}=spotwise,{POLICY_LABEL}={policy_key(policy)}"
+    try:
+        pools: Any = custom.list_cluster_custom_object(
+            group, version, "nodepools", label_selector=selector, _request_timeout=request_timeout
+        )
+    except k8s.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    live = sorted(
+        str(p["metadata"]["name"])
+        for p in pools.get("items") or []
+        if not (p.get("metadata") or {}).get("deletionTimestamp")
+    )
+    if not live:
+        return KarpenterState(frozenset(), frozenset())
+    claims: Any = custom.list_cluster_custom_object(
+        group,
+        version,
+        "nodeclaims",
+        label_selector=f"{NODEPOOL_LABEL} in ({','.join(live)})",
+        _request_timeout=request_timeout,
+    )
+    disrupting = {
+        str((c.get("status") or {}).get("nodeName"))
+        for c in claims.get("items") or []
+        if any(
+            cond.get("type") == DISRUPTION_REASON_CONDITION and cond.get("status") == "True"
+            for cond in (c.get("status") or {}).get("conditions") or []
+        )
+    }
+    return KarpenterState(frozenset(live), frozenset(disrupting))
 
 
 @dataclass(frozen=True)
@@ -120,20 +199,40 @@ def read_cluster(
     except (urllib3.exceptions.HTTPError, OSError) as err:
         problems.append(f"nodes {selector}: {err}")
         nodes = []
+    karpenter: KarpenterState | None = None
+    if any(_karpenter_disrupted_spot(n) for n in nodes):
+        try:
+            karpenter = read_karpenter(api, policy, request_timeout=request_timeout)
+        except k8s.ApiException as err:
+            problems.append(f"Karpenter NodePools and NodeClaims: {_api_reason(err)}")
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            problems.append(f"Karpenter NodePools and NodeClaims: {err}")
     for node in nodes:
-        if (node.get("metadata") or {}).get("deletionTimestamp"):
+        deleting = bool((node.get("metadata") or {}).get("deletionTimestamp"))
+        # Karpenter deletes a Node before it taints and drains it, so its taint is read
+        # on deleting Nodes too; the other taints only on Nodes that stay.
+        if not deleting or _karpenter_disrupted_spot(node):
+            hit = interrupted_pool(node, karpenter)
+            if hit is not None:
+                interrupted.add(hit)
+        if deleting:
             continue
         pool = node_pool(node)
         if pool is not None:
             pools[pool] += 1
-        hit = interrupted_pool(node)
-        if hit is not None:
-            interrupted.add(hit)
     return ClusterState(
         replicas=replicas,
         nodes_by_pool=dict(sorted(pools.items())),
         interrupted_pools=frozenset(interrupted),
         problems=tuple(problems),
+    )
+
+
+def _karpenter_disrupted_spot(node: Mapping[str, Any]) -> bool:
+    taints = (node.get("spec") or {}).get("taints") or []
+    pool = node_pool(node) or ""
+    return pool.endswith(f"/{CapacityType.SPOT.value}") and any(
+        isinstance(t, Mapping) and t.get("key") == KARPENTER_DISRUPTED_TAINT for t in taints
     )
 
 
@@ -193,10 +292,13 @@ __all__ = [
     "CAPACITY_TYPE_LABEL",
     "INSTANCE_TYPE_LABELS",
     "INTERRUPTION_TAINTS",
+    "KARPENTER_DISRUPTED_TAINT",
     "POLICY_LABEL",
     "ClusterState",
+    "KarpenterState",
     "interrupted_pool",
     "node_pool",
     "policy_key",
     "read_cluster",
+    "read_karpenter",
 ]
