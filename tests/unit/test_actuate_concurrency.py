@@ -6,13 +6,13 @@ from __future__ import annotations
 import copy
 
 import pytest
+from kubefake import FakeKubeApi
 
 from spotwise.actuate.concurrency import UnknownActuatorError, actuator_names, create_actuator
 from spotwise.actuate.concurrency.env import env_patch
 from spotwise.actuate.concurrency.hpa import hpa_target_patch
 from spotwise.actuate.concurrency.keda import keda_threshold_patch, pick_trigger
 from spotwise.actuate.concurrency.knative import knative_concurrency_patch
-from spotwise.actuate.fake import FakeKubeApi
 from spotwise.actuate.kube import (
     DEPLOYMENTS,
     HPAS,

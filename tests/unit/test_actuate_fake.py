@@ -5,9 +5,9 @@ errors surfacing as the kubernetes client's own `ApiException`s."""
 from __future__ import annotations
 
 import pytest
+from kubefake import FakeKubeApi, merge_patch, strategic_merge_patch
 from kubernetes.client.exceptions import ApiException
 
-from spotwise.actuate.fake import FakeKubeApi, merge_patch, strategic_merge_patch
 from spotwise.actuate.kube import DEPLOYMENTS, NODES, PODS, SCALED_OBJECTS, Kube, ObjectRef
 
 

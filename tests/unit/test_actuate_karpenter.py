@@ -3,7 +3,8 @@ NodePool v1 schema spells it, and touches only its own policy's NodePools."""
 
 from __future__ import annotations
 
-from spotwise.actuate.fake import FakeKubeApi
+from kubefake import FakeKubeApi
+
 from spotwise.actuate.kube import Kube
 from spotwise.actuate.placement import Slot, SlotLayout, Spread
 from spotwise.actuate.providers import create_provider, provider_names

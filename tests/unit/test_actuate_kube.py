@@ -7,10 +7,10 @@ import socket
 
 import pytest
 import urllib3
+from kubefake import FakeKubeApi
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from spotwise.actuate.fake import FakeKubeApi
 from spotwise.actuate.kube import (
     DEPLOYMENTS,
     HPAS,

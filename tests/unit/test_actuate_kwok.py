@@ -3,7 +3,8 @@ surplus ones the way ``kubectl drain`` would: cordon, evict, then delete."""
 
 from __future__ import annotations
 
-from spotwise.actuate.fake import FakeKubeApi
+from kubefake import FakeKubeApi
+
 from spotwise.actuate.kube import Kube
 from spotwise.actuate.placement import Slot, SlotLayout, Spread
 from spotwise.actuate.providers.kwok import KwokProvider, kwok_node, node_name, zones_for

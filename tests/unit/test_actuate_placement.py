@@ -6,19 +6,22 @@ takes out exactly those again and leaves every rule of the user's as it was."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kubefake import merge_patch, strategic_merge_patch
 
-from spotwise.actuate.fake import merge_patch, strategic_merge_patch
 from spotwise.actuate.kube import DEPLOYMENTS, KNATIVE_SERVICES, ObjectRef
 from spotwise.actuate.placement import (
+    KEEP_TOLERANCE,
     KWOK_TOLERATION,
     KWOK_TOLERATION_ANNOTATION,
     MAX_SLOTS,
     Spread,
     choose_spread,
+    current_spread,
     deal,
     placement_patch,
     slot_layout,
@@ -135,6 +138,135 @@ def test_choose_spread_respects_every_bound(replicas, share, limit_share, spot_n
         assert error <= spot
     if spot_nodes and replicas <= limit:
         assert error <= replicas - spot
+
+
+# -- keeping the slots a workload has ---------------------------------------------------
+
+
+def miss(spread: Spread, replicas: int, spot: int) -> int:
+    low, high = spread.spot_pods(replicas)
+    return max(abs(high - spot), abs(spot - low))
+
+
+def with_slots(spread: Spread) -> dict:
+    """A Deployment whose template holds `spread`, as `placement_patch` writes it."""
+    obj = deployment()
+    patch = placement_patch(DEPLOYMENT, obj, "shop.shop", spread, tolerate_kwok=False)
+    return strategic_merge_patch(obj, patch.body)
+
+
+def test_current_spread_reads_back_what_placement_wrote():
+    for spread in (Spread(1, 0), Spread(1, 1), Spread(3, 2), Spread(10, 7)):
+        assert current_spread(with_slots(spread), "shop.shop") == spread
+    assert current_spread(deployment(), "shop.shop") is None
+    assert current_spread(with_slots(Spread(3, 2)), "other.shop") is None
+    odd = with_slots(Spread(3, 2))
+    terms = odd["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    expressions = terms["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    expressions[0]["matchExpressions"][1]["values"] = ["spot-1", "on-demand-0"]  # no spot-0
+    assert current_spread(odd, "shop.shop") is None
+
+
+def test_one_more_replica_at_the_same_share_writes_no_placement_patch():
+    # r=10, s=7 is exactly (10, 7); r=11, s=8 alone would be re-chosen.
+    first = choose_spread(10, 7, spot_limit=10, spot_nodes=20, on_demand_nodes=20)
+    assert first == Spread(10, 7)
+    fresh = choose_spread(11, 8, spot_limit=11, spot_nodes=20, on_demand_nodes=20)
+    assert fresh != first
+    obj = with_slots(first)
+    kept = choose_spread(
+        11,
+        8,
+        spot_limit=11,
+        spot_nodes=20,
+        on_demand_nodes=20,
+        current=current_spread(obj, "shop.shop"),
+    )
+    assert kept == first
+    assert placement_patch(DEPLOYMENT, obj, "shop.shop", kept, tolerate_kwok=False) is None
+
+
+def test_a_large_share_change_re_chooses_the_slots():
+    obj = with_slots(Spread(10, 7))
+    chosen = choose_spread(
+        10,
+        2,
+        spot_limit=10,
+        spot_nodes=20,
+        on_demand_nodes=20,
+        current=current_spread(obj, "shop.shop"),
+    )
+    assert chosen == Spread(5, 1)
+    assert placement_patch(DEPLOYMENT, obj, "shop.shop", chosen, tolerate_kwok=False) is not None
+
+
+def test_slots_kept_when_the_limit_or_the_nodes_no_longer_allow_them_are_re_chosen():
+    # (10, 7) at r=11 may put 8 on spot: over a limit of 7.
+    assert (
+        choose_spread(
+            11, 7, spot_limit=7, spot_nodes=20, on_demand_nodes=20, current=Spread(10, 7)
+        ).spot_pods(11)[1]
+        <= 7
+    )
+    # Seven spot slots need seven spot nodes.
+    assert (
+        choose_spread(
+            10, 7, spot_limit=10, spot_nodes=3, on_demand_nodes=20, current=Spread(10, 7)
+        ).spot
+        <= 3
+    )
+
+
+def test_scaling_2_to_30_at_a_share_of_0_7_rolls_the_template_rarely():
+    """The reviewer's walk: one replica at a time, s = round(0.7 r), within 0.7 of r."""
+    changes_by_keep = {}
+    for keep in (False, True):
+        changes, current = 0, None
+        for r in range(2, 31):
+            limit = math.floor(0.7 * r + 1e-9)
+            chosen = choose_spread(
+                r,
+                min(round(0.7 * r), limit),
+                spot_limit=limit,
+                spot_nodes=20,
+                on_demand_nodes=20,
+                current=current if keep else None,
+            )
+            changes += current is not None and chosen != current
+            current = chosen
+        changes_by_keep[keep] = changes
+    assert changes_by_keep[True] <= 7 < changes_by_keep[False], changes_by_keep
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(1, 60), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=20
+    ),
+    spot_nodes=st.integers(0, 12),
+    od_nodes=st.integers(0, 12),
+)
+def test_kept_slots_never_exceed_the_limits_and_stay_close(steps, spot_nodes, od_nodes):
+    current: Spread | None = None
+    for replicas, share, limit_share in steps:
+        spot = round(replicas * share)
+        limit = max(spot, math.floor(replicas * limit_share))
+        fresh = choose_spread(
+            replicas, spot, spot_limit=limit, spot_nodes=spot_nodes, on_demand_nodes=od_nodes
+        )
+        chosen = choose_spread(
+            replicas,
+            spot,
+            spot_limit=limit,
+            spot_nodes=spot_nodes,
+            on_demand_nodes=od_nodes,
+            current=current,
+        )
+        if chosen != fresh:  # the current slots, kept: within every bound, and close enough
+            assert chosen == current
+            assert chosen.spot_pods(replicas)[1] <= limit
+            assert chosen.spot <= spot_nodes and chosen.on_demand <= od_nodes
+            assert miss(chosen, replicas, spot) <= max(KEEP_TOLERANCE, miss(fresh, replicas, spot))
+        current = chosen
 
 
 def test_spot_pod_limit_takes_the_stricter_of_max_share_and_on_demand_floor():

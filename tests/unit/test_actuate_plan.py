@@ -9,10 +9,10 @@ import copy
 import socket
 
 import urllib3
+from kubefake import FakeKubeApi
 from kubernetes.client import ApiClient, Configuration
 
 from spotwise.actuate import Actuation, actuate, release
-from spotwise.actuate.fake import FakeKubeApi
 from spotwise.actuate.kube import DEPLOYMENTS, Kube, ObjectRef
 from spotwise.actuate.providers import provider_names
 from spotwise.api import parse_policy
@@ -444,3 +444,22 @@ def test_every_provider_can_release_a_policy_that_never_acted():
         assert release(fake, policy(provider=name)) == Actuation(changes=(), errors=())
         assert fake.writes() == []
         assert release(FakeKubeApi(), policy(provider=name)) == Actuation(changes=(), errors=())
+
+
+def test_one_more_replica_rolls_no_pods():
+    """The slots the template has are kept while they fit the plan: only /scale is sent."""
+    fake = cluster()
+    actuate(fake, policy(), plan(checkout=6))
+    fake.clear()
+    done = actuate(fake, policy(), plan(checkout=7))
+    assert [c for c in done.changes if "checkout" in c] == [
+        "Deployment shop/checkout: replicas 6 → 7"
+    ]
+    checkout = [r for r in fake.writes() if "/deployments/checkout" in r.path]
+    assert [(r.method, r.path, r.body) for r in checkout] == [
+        (
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{NS}/deployments/checkout/scale",
+            {"spec": {"replicas": 7}},
+        )
+    ]

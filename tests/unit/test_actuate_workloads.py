@@ -5,8 +5,8 @@ they already hold."""
 from __future__ import annotations
 
 import pytest
+from kubefake import FakeKubeApi
 
-from spotwise.actuate.fake import FakeKubeApi
 from spotwise.actuate.kube import (
     DEPLOYMENTS,
     HPAS,

@@ -33,6 +33,7 @@ from spotwise.actuate.kube import (
     TRANSPORT_ERRORS,
     WORKLOAD_RESOURCES,
     Kube,
+    Obj,
     ObjectRef,
     describe_error,
 )
@@ -40,6 +41,7 @@ from spotwise.actuate.labels import policy_key, policy_namespace
 from spotwise.actuate.patches import Patch, Report, coalesce
 from spotwise.actuate.placement import (
     SlotLayout,
+    current_spread,
     placement_patch,
     slot_layout,
     unplacement_patch,
@@ -80,10 +82,18 @@ def actuate(
     kube = Kube(api)
     report = Report()
     spec = policy.spec
+    # Each workload is read once, before the layout: its slots now are kept where they
+    # still fit the plan, so a small scale change rolls no pods.
+    reads = {ws.name: _read(kube, policy, ws) for ws in spec.workloads}
     layout: SlotLayout | None = None
     if spec.nodes.provider != "none":
+        current = {
+            name: spread
+            for name, (_, obj) in reads.items()
+            if isinstance(obj, dict) and (spread := current_spread(obj, policy_key(policy)))
+        }
         try:
-            layout = slot_layout(spec, plan, catalog or build_catalog(spec))
+            layout = slot_layout(spec, plan, catalog or build_catalog(spec), current=current)
         except ValueError as err:  # a DecisionError, or a plan type outside the catalog
             report.errors.append(f"nodes of {policy_key(policy)}: {err}")
     if layout is not None:
@@ -91,7 +101,7 @@ def actuate(
         report.extend(nodes.apply(kube, policy, layout))
     lookups = Lookups(kube)
     for ws in spec.workloads:
-        report.extend(_workload(kube, lookups, policy, ws, plan, layout))
+        report.extend(_workload(kube, lookups, policy, ws, plan, layout, reads[ws.name]))
     return Actuation(tuple(report.changes), tuple(report.errors))
 
 
@@ -132,6 +142,19 @@ def _unplace(kube: Kube, policy: ScalingPolicy, ws: WorkloadSpec) -> Report:
     return report
 
 
+def _read(
+    kube: Kube, policy: ScalingPolicy, ws: WorkloadSpec
+) -> tuple[ObjectRef, Obj | Exception | None]:
+    """The workload's target object: None when it is not there, the error when unreadable."""
+    ref = ObjectRef(
+        WORKLOAD_RESOURCES[ws.target_ref.kind], ws.target_ref.name, policy_namespace(policy)
+    )
+    try:
+        return ref, kube.get(ref)
+    except TRANSPORT_ERRORS as err:
+        return ref, err
+
+
 def _workload(
     kube: Kube,
     lookups: Lookups,
@@ -139,6 +162,7 @@ def _workload(
     ws: WorkloadSpec,
     plan: Plan,
     layout: SlotLayout | None,
+    read: tuple[ObjectRef, Obj | Exception | None],
 ) -> Report:
     report = Report()
     where = f"workload {ws.name}"
@@ -147,13 +171,9 @@ def _workload(
     except KeyError:
         report.errors.append(f"{where}: not in the plan")
         return report
-    ref = ObjectRef(
-        WORKLOAD_RESOURCES[ws.target_ref.kind], ws.target_ref.name, policy_namespace(policy)
-    )
-    try:
-        obj = kube.get(ref)
-    except TRANSPORT_ERRORS as err:
-        report.errors.append(f"{ref}: {describe_error(err)}")
+    ref, obj = read
+    if isinstance(obj, Exception):
+        report.errors.append(f"{ref}: {describe_error(obj)}")
         return report
     if obj is None:
         report.errors.append(f"{where}: {ref} not found")

@@ -19,6 +19,12 @@ nodes of it (an empty slot is no topology domain for the scheduler). Ties go to 
 smaller S, then smaller k. All-spot is (1, 1), all-on-demand (1, 0); with enough nodes
 r=10, s=7 gives (10, 7), r=6, s=4 gives (3, 2) and r=4, s=3 gives (4, 3).
 
+**Keeping the slots.** A new (S, k) is a new pod template, which rolls every pod (a
+Deployment rollout, a Knative Revision). So the (S, k) the workload's template already
+has (`current_spread`) is kept while it still realizes the plan acceptably: it passes
+both bounds above and its worst case is within `KEEP_TOLERANCE` pods of s, or no further
+from s than the best choice's. Only otherwise is (S, k) chosen afresh.
+
 **Nodes per slot.** The policy has as many spot slots as its most spot-spread workload
 needs (likewise on-demand). The planned nodes of a capacity type are dealt to its slots:
 each slot first gets one node (largest first, to the slot with the most demand), then
@@ -42,7 +48,7 @@ Not here: creating the nodes (`spotwise.actuate.providers`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +59,10 @@ from spotwise.api.v1alpha1 import ScalingPolicySpec, WorkloadSpec
 from spotwise.domain import CapacityType, Catalog, InstanceType, Plan, WorkloadPlan
 
 MAX_SLOTS = 10
+# How far (in pods, worst case) the current slots may miss the planned spot pods and still
+# be kept. One pod, not a share: an even spread can always be off by one, and a share of a
+# large workload would let the split drift by many pods.
+KEEP_TOLERANCE = 1
 KWOK_TOLERATION = {
     "key": "kwok.x-k8s.io/node",
     "operator": "Equal",
@@ -135,29 +145,65 @@ def choose_spread(
     spot_nodes: int,
     on_demand_nodes: int,
     max_slots: int = MAX_SLOTS,
+    current: Spread | None = None,
 ) -> Spread:
-    """The (S, k) of the module docstring's rule."""
+    """The (S, k) of the module docstring's rule; `current`, the workload's slots now, is
+    kept while it is acceptable (see "Keeping the slots")."""
     spot_limit = max(spot_limit, spot_replicas)  # the plan is within limits by construction
+
+    def error(spread: Spread) -> int | None:
+        """Worst-case miss of the planned spot pods; None when a bound rules it out."""
+        if spread.spot > spot_nodes or spread.on_demand > on_demand_nodes:
+            return None
+        low, high = spread.spot_pods(replicas)
+        if high > spot_limit:
+            return None
+        return max(abs(high - spot_replicas), abs(spot_replicas - low))
+
     best: tuple[int, int, int] | None = None
     for slots in range(1, max_slots + 1):
         for spot in range(slots + 1):
-            if spot > spot_nodes or slots - spot > on_demand_nodes:
-                continue
-            low, high = Spread(slots, spot).spot_pods(replicas)
-            if high > spot_limit:
-                continue
-            key = (max(abs(high - spot_replicas), abs(spot_replicas - low)), slots, spot)
-            if best is None or key < best:
-                best = key
+            miss = error(Spread(slots, spot))
+            if miss is not None and (best is None or (miss, slots, spot) < best):
+                best = (miss, slots, spot)
     if best is None:  # no nodes where the plan's pods belong: they wait, on-demand only
         return Spread(1, 0)
+    if current is not None and 1 <= current.slots <= max_slots:
+        miss = error(current)
+        if miss is not None and miss <= max(KEEP_TOLERANCE, best[0]):
+            return current
     return Spread(best[1], best[2])
 
 
+def current_spread(workload: Obj, policy: str) -> Spread | None:
+    """The (S, k) a workload's pod template has from `placement_patch` for `policy`, or None
+    when it has none or its slots are not ``spot-0..k-1`` and ``on-demand-0..S-k-1``."""
+    pod = dig(workload, "spec", "template", "spec") or {}
+    for term in _terms(pod):
+        expressions = term.get("matchExpressions") or []
+        if not any(_our_policy(e, policy) for e in expressions):
+            continue
+        for e in expressions:
+            if e.get("key") == SLOT_LABEL and e.get("operator") == "In":
+                values = list(e.get("values") or [])
+                spot = sum(v.startswith(f"{CapacityType.SPOT.value}-") for v in values)
+                spread = Spread(len(values), spot)
+                if values and spread.slot_names() == tuple(values):
+                    return spread
+        return None
+    return None
+
+
 def slot_layout(
-    spec: ScalingPolicySpec, plan: Plan, catalog: Catalog, *, max_slots: int = MAX_SLOTS
+    spec: ScalingPolicySpec,
+    plan: Plan,
+    catalog: Catalog,
+    *,
+    max_slots: int = MAX_SLOTS,
+    current: Mapping[str, Spread] | None = None,
 ) -> SlotLayout:
-    """Spreads per workload and nodes per slot for a plan (pure)."""
+    """Spreads per workload and nodes per slot for a plan (pure). `current` holds the
+    workloads' spreads now (`current_spread`), by workload name, to keep where acceptable."""
     nodes_of = {
         c: [n for n in plan.nodes if n.capacity_type is c and n.count > 0] for c in CapacityType
     }
@@ -176,6 +222,7 @@ def slot_layout(
             spot_nodes=count_of[CapacityType.SPOT],
             on_demand_nodes=count_of[CapacityType.ON_DEMAND],
             max_slots=max_slots,
+            current=(current or {}).get(ws.name),
         )
         spreads.append((ws.name, spread))
         plans.append((ws, wp, spread))
