@@ -1,12 +1,13 @@
 """Solving off the event loop: a real worker process gives the same decision as solving
-inline, the all-on-demand reference is computed only when needed, and a dead worker is
-replaced."""
+inline, the all-on-demand reference is computed only when needed, and a dead or stuck
+worker is replaced."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
@@ -14,8 +15,30 @@ import pytest
 from test_controller_tick import policy_body
 
 from spotwise.api import parse_policy
-from spotwise.controller.solver import InlineSolver, ProcessSolver, default_workers
-from spotwise.decide import Observation, WorkloadObservation
+from spotwise.api.v1alpha1 import ScalingPolicySpec
+from spotwise.controller.solver import (
+    InlineSolver,
+    ProcessSolver,
+    Solved,
+    default_workers,
+    solve_tick,
+)
+from spotwise.decide import GuardState, Observation, WorkloadObservation
+
+STUCK_AT = -1.0  # an observation time that makes the fake below hang
+
+
+def fake_decide_stuck_on_cue(
+    spec: ScalingPolicySpec,
+    observation: Observation,
+    state: GuardState | None,
+    want_reference: bool,
+) -> Solved:
+    """A FAKE solve for the worker: hangs far past any wait when the observation is at
+    STUCK_AT (a solver that stopped answering), else the real `solve_tick`."""
+    if observation.at == STUCK_AT:
+        time.sleep(3600)
+    return solve_tick(spec, observation, state, want_reference)
 
 
 def observation(rps: float, at: float = 0.0) -> Observation:
@@ -87,6 +110,39 @@ def test_a_dead_worker_fails_one_solve_and_is_replaced():
 
     again = asyncio.run(scenario())
     assert again.decision.plan is not None
+
+
+def test_a_stuck_solve_times_out_and_its_worker_is_replaced():
+    spec = parse_policy(policy_body()).spec
+    spec = spec.model_copy(
+        update={"optimizer": spec.optimizer.model_copy(update={"time_budget_seconds": 0.5})}
+    )
+
+    async def scenario() -> tuple:
+        # Waits are 2 x 0.5 s + 20 s (room for spawning a worker on a busy machine): the
+        # stuck fake sleeps an hour. Were the stuck job left in the single worker, the next
+        # solve would queue behind it and time out as well.
+        pool = ProcessSolver(
+            workers=1, margin_seconds=20.0, solve_in_worker=fake_decide_stuck_on_cue
+        )
+        try:
+            await pool.solve(spec, observation(300.0), None, want_reference=False)
+            stuck_workers = list(pool._executor()._processes.values())  # test-only peek
+            with pytest.raises(TimeoutError) as timed_out:
+                await pool.solve(spec, observation(300.0, STUCK_AT), None, want_reference=False)
+            after = await pool.solve(spec, observation(300.0, 60.0), None, want_reference=False)
+            fresh_workers = list(pool._executor()._processes.values())
+            return stuck_workers, fresh_workers, str(timed_out.value), after
+        finally:
+            pool.close()
+
+    stuck_workers, fresh_workers, error, after = asyncio.run(scenario())
+    assert error == "the solver did not answer within 21s; its worker was replaced"
+    for process in stuck_workers:
+        process.join(timeout=30)
+        assert process.exitcode is not None  # terminated, not left sleeping
+    assert {p.pid for p in fresh_workers}.isdisjoint(p.pid for p in stuck_workers)
+    assert after.decision.plan is not None
 
 
 def test_default_workers_leave_a_core_for_the_loop():

@@ -19,7 +19,8 @@ import asyncio
 import multiprocessing
 import os
 import signal
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Protocol
@@ -109,15 +110,31 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+SolveTick = Callable[[ScalingPolicySpec, Observation, GuardState | None, bool], Solved]
+
+
 class ProcessSolver:
     """Solves in a pool of worker processes (spawned: no fork of a running event loop).
-    A pool whose worker died is replaced on the next solve."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    A pool whose worker died is replaced on the next solve. A solve that outlasts its wait
+    (twice the time budget plus `margin_seconds`) is stuck, and a process cannot cancel a
+    job it is running: the pool is shut down, its workers are terminated, and the next
+    solve starts a fresh pool. Otherwise the stuck job would keep its worker busy and every
+    later solve would queue behind it until it timed out too."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        margin_seconds: float = WAIT_MARGIN_SECONDS,
+        solve_in_worker: SolveTick = solve_tick,
+    ) -> None:
         self.workers = workers or default_workers()
-        self._pool: Executor | None = None
+        self.margin_seconds = margin_seconds
+        self._solve_in_worker = solve_in_worker
+        self._pool: ProcessPoolExecutor | None = None
 
-    def _executor(self) -> Executor:
+    def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
@@ -135,20 +152,38 @@ class ProcessSolver:
         want_reference: bool,
     ) -> Solved:
         loop = asyncio.get_running_loop()
-        budget = spec.optimizer.time_budget_seconds
+        wait = 2 * spec.optimizer.time_budget_seconds + self.margin_seconds
+        pool = self._executor()
         try:
             future = loop.run_in_executor(
-                self._executor(), solve_tick, spec, observation, state, want_reference
+                pool, self._solve_in_worker, spec, observation, state, want_reference
             )
-            return await asyncio.wait_for(future, timeout=2 * budget + WAIT_MARGIN_SECONDS)
+            return await asyncio.wait_for(future, timeout=wait)
         except BrokenProcessPool:
-            self._pool = None  # a worker died (killed, out of memory): start afresh next time
+            self._drop(pool)  # a worker died (killed, out of memory): start afresh next time
             raise
+        except TimeoutError:
+            self._drop(pool, terminate=True)
+            raise TimeoutError(
+                f"the solver did not answer within {wait:g}s; its worker was replaced"
+            ) from None
+
+    def _drop(self, pool: ProcessPoolExecutor, *, terminate: bool = False) -> None:
+        """Forget `pool` (unless a newer one replaced it already) and shut it down. Other
+        policies' solves still queued or running on it fail with BrokenProcessPool, one
+        decision each, and are retried on their next tick."""
+        if self._pool is pool:
+            self._pool = None
+        # The executor keeps its workers in a private map; there is no public way to stop
+        # a worker in the middle of a job.
+        workers = list((pool._processes or {}).values()) if terminate else []
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            process.terminate()
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._drop(self._pool)
 
 
 def default_workers() -> int:
