@@ -6,7 +6,10 @@ subprocess against a real kube-apiserver and a real Prometheus, creates N Deploy
 N policies (genetic engine, the built-in catalog, the kwok provider, the `generic` metrics
 profile), waits until every policy has a plan, then measures for `--minutes`:
 
-- decisions per minute (the operator's own `spotwise_decisions_total`, by outcome);
+- decisions per minute (the operator's own `spotwise_decisions_total`, by outcome) and
+  engine solves per minute (outcome `solved`: the plan was solved anew);
+- the p50 and p95 of decision seconds (`spotwise_decision_seconds`, every decision, kept
+  plans included: interpolated within the histogram's buckets, as `histogram_quantile`);
 - CPU seconds per minute of the operator and its solver workers (/proc, utime + stime)
   and the average number of cores that is;
 - peak RSS of the operator's process tree (VmRSS summed over the tree, sampled each
@@ -20,7 +23,11 @@ cluster; Prometheus is Debian's, serving traffic backfilled with promtool from h
 hour ago to two hours ahead (each workload its own rate, a slow wave on it). Nothing runs
 pods: the API server stores what the operator writes. Usage:
 
-    python bench/operator.py [--sizes 50,200] [--minutes 10] > operator.json
+    python bench/operator.py [--sizes 50,200] [--minutes 5] > docs/results/operator.json
+
+Each workload's capacity (15 rps per request in flight, contention 0.3, coherency 0.05)
+makes its replicas follow its traffic, from 2 at the trough of the quietest to about 16
+at the crest of the busiest, so plans are re-solved as the wave moves.
 """
 
 from __future__ import annotations
@@ -141,7 +148,9 @@ def policy(name: str, prometheus: str, interval: int) -> dict[str, Any]:
                     "replicas": {"min": 2, "max": 40},
                     "concurrency": {"min": 1, "max": 64},
                     "metrics": {"profile": "generic"},
-                    "capacity": {"serviceRateRps": 25, "contention": 0.03, "coherency": 0.0005},
+                    # A replica serves at most about 10 rps within the SLO: replicas follow
+                    # the wave (a roomier replica would serve every rate with the minimum 2).
+                    "capacity": {"serviceRateRps": 15, "contention": 0.3, "coherency": 0.05},
                     "resources": {"cpu": "500m", "memory": "512Mi"},
                 }
             ],
@@ -243,16 +252,44 @@ class RssSampler:
 # -- the operator ----------------------------------------------------------------------------
 
 
-def scrape(url: str) -> dict[str, float]:
-    """`spotwise_decisions_total` by outcome, summed over policies."""
+@dataclass(frozen=True)
+class Scrape:
+    decisions: dict[str, float]  # spotwise_decisions_total by outcome, over policies
+    buckets: dict[float, float]  # spotwise_decision_seconds_bucket by `le`, over policies
+
+
+def scrape(url: str) -> Scrape:
     with urllib.request.urlopen(url, timeout=10) as answer:
         text = answer.read().decode()
-    out: dict[str, float] = {}
+    decisions: dict[str, float] = {}
     for m in re.finditer(
         r'^spotwise_decisions_total\{[^}]*outcome="(\w+)"[^}]*\} (\S+)$', text, re.M
     ):
-        out[m[1]] = out.get(m[1], 0.0) + float(m[2])
-    return out
+        decisions[m[1]] = decisions.get(m[1], 0.0) + float(m[2])
+    buckets: dict[float, float] = {}
+    for m in re.finditer(
+        r'^spotwise_decision_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$', text, re.M
+    ):
+        le = float(m[1])
+        buckets[le] = buckets.get(le, 0.0) + float(m[2])
+    return Scrape(decisions, buckets)
+
+
+def quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """The q-quantile of cumulative bucket counts, interpolated linearly within the bucket
+    it falls in (as Prometheus' `histogram_quantile`); None without observations."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0.0
+    if total <= 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if math.isinf(le):
+                return lower  # above the last finite bound: that bound is all we know
+            return lower + (le - lower) * (rank - below) / (buckets[le] - below)
+        lower, below = le, buckets[le]
+    return lower
 
 
 def planned(custom: client.CustomObjectsApi) -> int:
@@ -311,8 +348,10 @@ def run_size(
             time.sleep(minutes * 60)
             last, cpu1, t1 = scrape(url), cpu_seconds(operator.pid), time.monotonic()
         seconds = t1 - t0
-        decided = {k: last.get(k, 0.0) - first.get(k, 0.0) for k in last}
+        decided = {k: v - first.decisions.get(k, 0.0) for k, v in last.decisions.items()}
+        window = {le: n - first.buckets.get(le, 0.0) for le, n in last.buckets.items()}
         cpu = cpu1 - cpu0
+        p50, p95 = quantile(0.5, window), quantile(0.95, window)
         result = {
             "policies": size,
             "intervalSeconds": interval,
@@ -321,6 +360,9 @@ def run_size(
             "measuredSeconds": round(seconds, 1),
             "decisionsPerMinute": round(sum(decided.values()) * 60 / seconds, 1),
             "decisionsByOutcome": {k: int(v) for k, v in sorted(decided.items())},
+            "solvesPerMinute": round(decided.get("solved", 0.0) * 60 / seconds, 1),
+            "decisionSecondsP50": None if p50 is None else round(p50, 4),
+            "decisionSecondsP95": None if p95 is None else round(p95, 4),
             "cpuSecondsPerMinute": round(cpu * 60 / seconds, 2),
             "averageCores": round(cpu / seconds, 3),
             "peakRssMiB": round(sampler.peak_kib / 1024, 1),
@@ -357,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--minutes",
         type=float,
-        default=10.0,
-        help="measured minutes per size (10: two scale-down windows, so re-solves count)",
+        default=5.0,
+        help="measured minutes per size (5: a quarter of the traffic wave)",
     )
     parser.add_argument("--kubeconfig", type=Path, help="a running cluster instead of envtest")
     parser.add_argument("--crd", type=Path, default=CRD_FILE, help="CRD manifest to apply")
