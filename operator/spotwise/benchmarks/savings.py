@@ -257,8 +257,9 @@ def plot_savings(result: Mapping[str, Any], path: Path) -> Path:
             slos.append([m[name]["sloViolationPct"] for m in rows])
         for ax, values in ((cost_ax, costs), (slo_ax, slos)):
             mean = np.array([statistics.fmean(v) for v in values])
-            low = mean - np.array([min(v) for v in values])
-            high = np.array([max(v) for v in values]) - mean
+            # Clipped: a mean of equal values can differ from them in the last bit.
+            low = np.maximum(mean - np.array([min(v) for v in values]), 0.0)
+            high = np.maximum(np.array([max(v) for v in values]) - mean, 0.0)
             ax.bar(x + (i - (len(names) - 1) / 2) * width, mean, width, label=name)
             ax.errorbar(
                 x + (i - (len(names) - 1) / 2) * width,
