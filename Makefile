@@ -68,7 +68,7 @@ bench: ## run the optimizer benchmark (prints JSON)
 # (the cards record wall and CPU seconds and the load average).
 WORLDCUP := ../shared/data/worldcup98-requests-per-minute.csv
 AGENT_STEPS ?= 8000
-CONCURRENCY_STEPS ?= 300000
+CONCURRENCY_STEPS ?= 200000
 AGENT_TRAIN_WINDOWS := 06-01..1998-06-03 06-08..1998-06-10 06-12..1998-06-14 \
 	06-15..1998-06-17 06-17..1998-06-19 06-19..1998-06-21 06-22..1998-06-24 \
 	06-26..1998-06-28 07-01..1998-07-03 07-03..1998-07-05 07-12..1998-07-14

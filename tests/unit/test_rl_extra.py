@@ -58,8 +58,9 @@ def test_everything_but_spotwise_rl_imports_without_the_extra():
         """
         import pkgutil, importlib, spotwise
         names = [m.name for m in pkgutil.walk_packages(spotwise.__path__, "spotwise.")]
-        # spotwise.__main__ runs the command line when imported.
-        skipped = [n for n in names if n.startswith("spotwise.rl.") or n == "spotwise.__main__"]
+        # The RL feature itself needs the extra; spotwise.__main__ runs the command line.
+        rl = ("spotwise.rl.", "spotwise.benchmarks.rl")
+        skipped = [n for n in names if n.startswith(rl) or n == "spotwise.__main__"]
         for name in names:
             if name not in skipped:
                 importlib.import_module(name)
@@ -124,4 +125,11 @@ def test_train_says_the_extra_is_missing():
     )
     assert done.returncode == 1
     assert "spotwise train needs the optional 'rl' extra" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bench_rl_says_the_extra_is_missing():
+    done = cli("bench", "rl", "--only", "training")
+    assert done.returncode == 1
+    assert "bench rl needs the optional 'rl' extra" in done.stderr
     assert "Traceback" not in done.stderr

@@ -400,7 +400,7 @@ def plot_study(study: dict[str, Any], path: Path, title: str) -> None:
     top.set_title(title)
     for ax in (top, bottom):
         ax.grid(alpha=0.3, which="both")
-    top.legend(loc="lower right", fontsize=8)
+    top.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -656,12 +656,15 @@ def card_markdown(card: Mapping[str, Any], png_name: str) -> str:
     ep = card["episode"]
     where = "one process each" if card["processes"] else "in one process"
     concurrency = card.get("task") == "concurrency"
-    cpu = (
-        f" ({card['trainingCpuSeconds']:.0f} s of CPU; load average "
-        f"{', '.join(f'{x:g}' for x in card.get('loadAverageAfter') or [])} at the end)"
-        if card.get("trainingCpuSeconds") is not None
-        else ""
-    )
+    notes = []
+    if card.get("trainingCpuSeconds") is not None:
+        notes.append(f"{card['trainingCpuSeconds']:.0f} s of CPU")
+    elif card.get("trainingCpuSecondsNote"):
+        notes.append(f"CPU time {card['trainingCpuSecondsNote']}")
+    if card.get("loadAverageAfter"):
+        load = ", ".join(f"{x:g}" for x in card["loadAverageAfter"])
+        notes.append(f"load average {load} at the end: other jobs shared the 2 cores")
+    cpu = f" ({'; '.join(notes)})" if notes else ""
     if concurrency:
         what = (
             f"A {card['algo'].upper()} agent that sets the Knative concurrency target of the "
@@ -741,9 +744,10 @@ def card_markdown(card: Mapping[str, Any], png_name: str) -> str:
         "## Out-of-range rule",
         "",
         "The engine falls back to the genetic engine (and the plan says so) when the policy's "
-        "workloads are not the ones above, or when any observation feature lies outside the "
-        "range seen in training (`observationRange` in the JSON) by more than 10 % of that "
-        "range plus 0.02.",
+        "workloads are not the ones above (by name, in order, with the same SLO, pod size and "
+        "concurrency bounds and a peak throughput per pod within 25 %: `workloadSignature` in "
+        "the JSON), or when any observation feature lies outside the range seen in training "
+        "(`observationRange`) by more than 10 % of that range plus 0.02.",
         "",
     ]
     return "\n".join(lines)
