@@ -7,22 +7,27 @@ One decision, as `RlEngine.solve` makes it:
    normalized float32 vector: per workload `WORKLOAD_FEATURES`, then `GLOBAL_FEATURES`.
 2. `out_of_range` compares that vector with the box of observations the agent saw in
    training (recorded in its model card). Outside it, or for a policy whose workloads
-   are not the agent's, the decision falls back to the genetic engine and the plan's
-   first reason says why.
+   are not the agent's (`workload_signature`), the decision falls back to the genetic
+   engine and the plan's first reason says why.
 3. The agent picks, per workload, one of down/hold/up for three knobs (`KNOBS`):
    the replica margin over the SLO need, the concurrency limit (one step along the
    engine grid, about x0.8 / x1.25) and the spot share target.
 4. `shield` clips those choices to the hard rules: a limit that can meet the SLO within
    the replica bounds, at least the replicas that limit needs, the on-demand floor, the
    spot caps and the pool-loss rule.
-5. `pack` places the pods on nodes: free room on nodes already bought first, then the
-   cheapest whole nodes (a small dynamic program per workload); `build_plan` re-checks
-   every rule, and a plan that still breaks one falls back to the genetic engine.
+5. `pack` sizes each workload (`split`: from that floor, the replica total and spot
+   count whose nodes cost least) and places the pods: kept where the previous plan put
+   them, Karpenter-like, or placed afresh, whichever costs less counting node churn;
+   free room first, then the cheapest whole nodes (small dynamic programs per workload).
+   `build_plan` re-checks every rule, and a plan that still breaks one falls back to the
+   genetic engine.
 
 The agent file is read once, when the engine is built (the only I/O here); solving does
 none. stable-baselines3 and torch are imported only then, so everything else works
-without the `rl` extra. Not here: the environment the agent is trained in and training
-itself (`spotwise.rl`), the GA it falls back to (`genetic.py`).
+without the `rl` extra; the greedy action is then computed in NumPy (`GreedyMlp`).
+
+Not here: the environment the agent is trained in and training itself (`spotwise.rl`),
+the GA it falls back to (`genetic.py`).
 """
 
 from __future__ import annotations
