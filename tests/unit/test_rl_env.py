@@ -131,3 +131,28 @@ def test_vectorized_envs_step_together():
     obs, rewards, _dones, _ = vec.step(np.ones((2, 9), dtype=np.int64))
     assert obs.shape == (2, observation_size(3)) and rewards.shape == (2,)
     vec.close()
+
+
+def test_the_driver_steps_exactly_like_simulation_run():
+    """SimDriver repeats Simulation.run's loop body; a strategy that never asks the agent
+    must give the same run either way."""
+    from spotwise.rl.env import SimDriver
+    from spotwise.sim.simulator import SimConfig, Simulation, setup_from_policy
+    from spotwise.sim.strategies.base import StrategyContext
+    from spotwise.sim.strategies.knative_default import KnativeDefault
+
+    setup = setup_from_policy(shop())
+    arrivals = traces()[0][:720]
+    config = SimConfig(seed=4, interruption_scale=100.0)
+
+    def strategy():
+        return KnativeDefault(StrategyContext(shop(), setup.workloads, setup.pools, 4))
+
+    reference = Simulation(setup, strategy(), config).run(arrivals)
+    sim = Simulation(setup, strategy(), config)
+    steps: list[Series] = []
+    asked, _ = SimDriver(sim, arrivals).run(lambda step, cost, churn: steps.append(step) or 0.0)
+    assert asked is None and len(steps) == len(arrivals)
+    assert sim.cluster.billed_dollars == pytest.approx(reference.cost, rel=1e-12)
+    assert [s.replicas[0] for s in steps] == reference.series.replicas
+    assert [s.violation[0] for s in steps] == reference.series.violation
