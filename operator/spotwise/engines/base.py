@@ -517,3 +517,30 @@ def check_plan(problem: Problem, plan: Plan) -> list[str]:
 
 def _ms(value: float) -> str:
     return "unbounded" if not math.isfinite(value) else f"{value:.0f} ms"
+
+
+def cover_unbounded(ppn: IntArray, price: FloatArray, upto: int) -> tuple[FloatArray, IntArray]:
+    """Cheapest nodes (any number from any pool) to host 0..upto pods: cost and, per
+    pod count, the pool of the last node added (-1 for none)."""
+    cost = np.full(upto + 1, np.inf)
+    last = np.full(upto + 1, -1, dtype=np.int64)
+    cost[0] = 0.0
+    if not len(ppn):
+        return cost, last
+    for o in range(1, upto + 1):
+        options = cost[np.maximum(o - ppn, 0)] + price
+        i = int(np.argmin(options))
+        cost[o], last[o] = options[i], i
+    return cost, last
+
+
+def unwind_cover(last: IntArray, ppn: IntArray, pods: int) -> IntArray:
+    """Pods per pool for the cover `cover_unbounded` found."""
+    out = np.zeros(len(ppn), dtype=np.int64)
+    o = pods
+    while o > 0 and last[o] >= 0:
+        i = int(last[o])
+        take = min(int(ppn[i]), o)
+        out[i] += take
+        o -= take
+    return out

@@ -40,9 +40,11 @@ from spotwise.engines.base import (
     allowed_grid,
     build_plan,
     build_tables,
+    cover_unbounded,
     effective_need,
     register,
     survive_need,
+    unwind_cover,
 )
 
 _EPS = 1e-9
@@ -306,33 +308,6 @@ class _Space:
         return grid_index, full_pods, full_nodes
 
 
-def _cover_unbounded(ppn: IntArray, price: FloatArray, upto: int) -> tuple[FloatArray, IntArray]:
-    """Cheapest nodes (any number from any pool) to host 0..upto pods: cost and, per
-    pod count, the pool of the last node added (-1 for none)."""
-    cost = np.full(upto + 1, np.inf)
-    last = np.full(upto + 1, -1, dtype=np.int64)
-    cost[0] = 0.0
-    if not len(ppn):
-        return cost, last
-    for o in range(1, upto + 1):
-        options = cost[np.maximum(o - ppn, 0)] + price
-        i = int(np.argmin(options))
-        cost[o], last[o] = options[i], i
-    return cost, last
-
-
-def _unwind_unbounded(last: IntArray, ppn: IntArray, pods: int) -> IntArray:
-    """Pods per pool for the cover `_cover_unbounded` found."""
-    out = np.zeros(len(ppn), dtype=np.int64)
-    o = pods
-    while o > 0 and last[o] >= 0:
-        i = int(last[o])
-        take = min(int(ppn[i]), o)
-        out[i] += take
-        o -= take
-    return out
-
-
 def _cover_capped(
     ppn: IntArray, price: FloatArray, upto: int, cap: int
 ) -> tuple[FloatArray, list[IntArray]]:
@@ -375,7 +350,7 @@ def dp_placement(space: _Space, w: int, g: int) -> tuple[IntArray, float]:
     top = int(space.max_rep[w])
     od_idx = np.array(space.od_order[w], dtype=np.int64)
     spot_idx = np.array(space.spot_order[w], dtype=np.int64)
-    od_cost, od_last = _cover_unbounded(space.ppn[w, od_idx], space.price[od_idx], top)
+    od_cost, od_last = cover_unbounded(space.ppn[w, od_idx], space.price[od_idx], top)
     totals = sorted(
         {t for t in (need + d for d in range(0, 8)) if t <= top}
         | {min(top, int(need * f)) for f in (1.25, 1.5, 2.0)}
@@ -393,7 +368,7 @@ def dp_placement(space: _Space, w: int, g: int) -> tuple[IntArray, float]:
         spot_cost: FloatArray
         if spot_max > 0 and cap >= spot_max:
             if spot_free is None:
-                spot_free = _cover_unbounded(space.ppn[w, spot_idx], space.price[spot_idx], top)
+                spot_free = cover_unbounded(space.ppn[w, spot_idx], space.price[spot_idx], top)
             spot_cost = spot_free[0][: spot_max + 1]
             capped = None
         elif spot_max > 0:
@@ -407,11 +382,11 @@ def dp_placement(space: _Space, w: int, g: int) -> tuple[IntArray, float]:
         s_best = int(np.argmin(total))
         if total[s_best] + 1e-12 < best[0]:
             r = np.zeros(space.n_c, dtype=np.int64)
-            r[od_idx] += _unwind_unbounded(od_last, space.ppn[w, od_idx], t - s_best)
+            r[od_idx] += unwind_cover(od_last, space.ppn[w, od_idx], t - s_best)
             if s_best > 0 and capped is not None:
                 r[spot_idx] += _unwind_capped(capped, s_best)
             elif s_best > 0 and spot_free is not None:
-                r[spot_idx] += _unwind_unbounded(spot_free[1], space.ppn[w, spot_idx], s_best)
+                r[spot_idx] += unwind_cover(spot_free[1], space.ppn[w, spot_idx], s_best)
             best = (float(total[s_best]), r)
     return best[1], best[0]
 

@@ -51,9 +51,11 @@ from spotwise.engines.base import (
     Tables,
     build_plan,
     build_tables,
+    cover_unbounded,
     fallback_grid_index,
     register,
     survive_need,
+    unwind_cover,
 )
 from spotwise.engines.genetic import GeneticEngine
 from spotwise.models.capacity import throughput
@@ -404,30 +406,6 @@ def shield(
 # -- the packer -----------------------------------------------------------------------
 
 
-def _cover_costs(ppn: IntArray, price: FloatArray, upto: int) -> tuple[FloatArray, IntArray]:
-    """Cheapest whole nodes, any number per pool, for 0..upto pods: the cost of each
-    count and the pool of the last node added (an unbounded cover)."""
-    cost = np.full(upto + 1, np.inf)
-    last = np.full(upto + 1, -1, dtype=np.int64)
-    cost[0] = 0.0
-    for o in range(1, upto + 1):
-        options = cost[np.maximum(o - ppn, 0)] + price
-        i = int(np.argmin(options))
-        cost[o], last[o] = options[i], i
-    return cost, last
-
-
-def _unwind(last: IntArray, ppn: IntArray, pods: int) -> IntArray:
-    out = np.zeros(len(ppn), dtype=np.int64)
-    o = pods
-    while o > 0 and last[o] >= 0:
-        i = int(last[o])
-        take = min(int(ppn[i]), o)
-        out[i] += take
-        o -= take
-    return out
-
-
 def _capped_costs(
     ppn: IntArray, price: FloatArray, upto: int, caps: IntArray
 ) -> tuple[FloatArray, list[IntArray]]:
@@ -499,7 +477,7 @@ def split(
     )
     spot, od = _pool_candidates(tables, w)
     if od.size:
-        od_cost, _ = _cover_costs(tables.ppn[w, od], tables.price[od], totals[-1])
+        od_cost, _ = cover_unbounded(tables.ppn[w, od], tables.price[od], totals[-1])
     else:
         od_cost = np.where(np.arange(totals[-1] + 1) == 0, 0.0, np.inf)
     per_pod = _od_price_per_pod(tables, w)
@@ -679,8 +657,8 @@ def _place(
         if left > 0 and od_pools.size:
             left -= _fill(w, left, od_pools, per_pod[w], room, pods, frac, None)
             if left > 0 and od_cand.size:
-                _, last = _cover_costs(tables.ppn[w, od_cand], tables.price[od_cand], left)
-                _buy(w, od_cand, _unwind(last, tables.ppn[w, od_cand], left), room, pods, frac)
+                _, last = cover_unbounded(tables.ppn[w, od_cand], tables.price[od_cand], left)
+                _buy(w, od_cand, unwind_cover(last, tables.ppn[w, od_cand], left), room, pods, frac)
     nodes = np.ceil((pods * frac).sum(axis=0) - _ROOM_EPS).astype(np.int64)
     nodes = np.maximum(nodes, 0)
     od = np.flatnonzero(~tables.is_spot & (tables.ppn > 0).any(axis=0))
