@@ -198,6 +198,21 @@ def test_oracle_is_a_lower_bound_for_spotwise():
     assert oracle.series.violation == [False] * len(load)
 
 
+def test_oracle_pays_for_every_steps_own_load():
+    # Within each minute one 10 s step carries nine times the others: the oracle must
+    # pay for that step's plan then (a per-step bound), not for the minute's lowest load.
+    setup = setup_from_policy(policy().spec)
+    spiky = np.tile([900.0, 100.0, 100.0, 100.0, 100.0, 100.0], 60)[:, None]
+    flat = np.full_like(spiky, 100.0)
+    high = np.full_like(spiky, 900.0)
+    cost = {
+        name: oracle_result(setup, load, 10.0).cost
+        for name, load in (("spiky", spiky), ("flat", flat), ("high", high))
+    }
+    assert cost["flat"] < cost["high"]
+    assert cost["spiky"] == pytest.approx(cost["flat"] * 5 / 6 + cost["high"] / 6, rel=1e-9)
+
+
 def test_spotwise_replans_when_a_notice_arrives():
     spec = policy().spec
     setup = setup_from_policy(spec)

@@ -3,10 +3,10 @@ that step's true load under the policy's hard rules, bought instantly, never
 interrupted, with no headroom.
 
 It is not a strategy the simulator steps through: it knows the whole trace, so it is
-computed directly. To stay fast over days of 10 s steps it solves once per minute for
-that minute's lowest load, looked up on a load grid rounded *down* (0.5 % buckets):
-cost only grows with load, so both choices keep it a lower bound for every step of the
-minute. Replicas needed per workload and exact solves are cached.
+computed directly. To stay fast over days of 10 s steps it looks each step's load up on
+a grid rounded *down* (0.5 % buckets): cost only grows with load, so it stays a lower
+bound. Replicas needed per workload and exact solves are cached, so steps whose loads
+fall in the same buckets share one solve.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
-
-import numpy as np
 
 from spotwise.decide import build_catalog, compile_problem
 from spotwise.domain import CapacityType, Plan
@@ -40,7 +38,6 @@ def oracle_result(
     *,
     on_step: Callable[[int], None] | None = None,
     spot_price_multiplier: Callable[[float], float] | None = None,
-    window_seconds: float = 60.0,
 ) -> SimResult:
     started = time.perf_counter()
     spec = setup.spec.model_copy(
@@ -61,14 +58,8 @@ def oracle_result(
     rates: dict[int, tuple[float, float, int, int]] = {}
     series = Series()
     cost = 0.0
-    window = max(1, round(window_seconds / step_seconds))
-    lows = (
-        np.minimum.reduceat(arrivals, np.arange(0, len(arrivals), window), axis=0)
-        if len(arrivals)
-        else arrivals
-    )
     for i, row in enumerate(arrivals):
-        loads = [_round_down(float(x)) for x in lows[i // window]]
+        loads = [_round_down(float(x)) for x in row]
         key_parts = []
         for w, load in enumerate(loads):
             k = (w, load)
