@@ -14,7 +14,7 @@ Not here: reading metrics or talking to Kubernetes (`observe`, `actuate`, `contr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -34,7 +34,13 @@ from spotwise.domain import (
     Workload,
 )
 from spotwise.engines import create_engine, engine_names
-from spotwise.engines.base import Engine, build_tables, check_plan, refresh_predictions
+from spotwise.engines.base import (
+    Engine,
+    Remembering,
+    build_tables,
+    check_plan,
+    refresh_predictions,
+)
 from spotwise.engines.exact import ExactEngine
 from spotwise.engines.rl import AgentError
 from spotwise.models.demand import forecast
@@ -270,6 +276,7 @@ class GuardState:
     last_key: object = None  # what the engine saw last time: same key, same plan
     last_solved_at: float = -math.inf
     last_floors: tuple[tuple[str, int], ...] = ()  # stabilized SLO floors at the last solve
+    engine_memory: Hashable = None  # what a Remembering engine carries between decisions
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -424,6 +431,7 @@ def decide(
     # re-optimization; re-solve at once when demand outgrows it, a pool is interrupted, or
     # a stabilized floor dropped (a scale-down became allowed).
     solved_at = state.last_solved_at
+    engine_memory = state.engine_memory
     floors = tuple(sorted(floor.items()))
     floor_dropped = any(f < dict(state.last_floors).get(name, f) for name, f in floors)
     if (
@@ -443,7 +451,11 @@ def decide(
         if key == state.last_key and state.last_plan is not None:
             plan = refresh_predictions(problem, state.last_plan)  # the engine would agree
         else:
+            if isinstance(engine, Remembering):
+                engine.restore(state.engine_memory)
             plan = engine.solve(problem, warm_start=state.last_plan, seed=seed)
+            if isinstance(engine, Remembering):
+                engine_memory = engine.memento()
             solved_at = now
 
     # Guard 3: a plan that breaks a workload's replica bounds (its pods fit no node type,
@@ -521,6 +533,7 @@ def decide(
             last_key=key,
             last_solved_at=solved_at,
             last_floors=last_floors,
+            engine_memory=engine_memory,
         ),
         demands=tuple(sorted(demands.items())),
         conditions=tuple(conditions),

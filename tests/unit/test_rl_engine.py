@@ -203,3 +203,46 @@ def test_observation_cares_about_nothing_but_the_problem_plan_and_memory():
     a = observe(build_tables(p), None, Memory(), 100.0)
     b = observe(build_tables(p), None, Memory(), 100.0)
     assert np.array_equal(a, b)
+
+
+def test_an_engine_built_each_tick_goes_on_where_the_last_one_stopped():
+    # The operator builds its engine afresh every tick (in worker processes); the
+    # simulator keeps one. With the agent's knobs carried in the decision state, both
+    # make the same plans, and the knobs do carry: "up" every tick keeps raising the
+    # replica margin.
+    from spotwise.decide import GuardState, Observation, WorkloadObservation, decide
+
+    spec = shop().model_copy(
+        update={"optimizer": shop().optimizer.model_copy(update={"engine": "rl"})}
+    )
+    up = [2, 1, 1] * 3  # per workload: margin up, concurrency and spot share held
+
+    def observation(tick: int) -> Observation:
+        grown = 1.2**tick  # new demand every tick, so every tick solves
+        return Observation(
+            at=1000.0 * tick,
+            step_seconds=10.0,
+            workloads=tuple(
+                WorkloadObservation(name, (rate * grown,) * 12)
+                for name, rate in SHOP_DEMAND.items()
+            ),
+        )
+
+    kept = RlEngine(policy=Fixed(up))
+    kept_state = fresh_state = GuardState()
+    kept_plans, fresh_plans, mementos = [], [], []
+    for tick in range(4):
+        d = decide(spec, observation(tick), kept_state, engine=kept)
+        kept_state = d.state
+        kept_plans.append(d.plan)
+        d = decide(spec, observation(tick), fresh_state, engine=RlEngine(policy=Fixed(up)))
+        fresh_state = d.state
+        fresh_plans.append(d.plan)
+        mementos.append(fresh_state.engine_memory)
+    strip = [[(w.name, w.replicas, w.concurrency) for w in p.workloads] for p in kept_plans]
+    assert strip == [
+        [(w.name, w.replicas, w.concurrency) for w in p.workloads] for p in fresh_plans
+    ]
+    assert kept_state.engine_memory == fresh_state.engine_memory
+    margins = [dict((name, margin) for name, margin, *_ in m) for m in mementos]
+    assert [m["frontend"] for m in margins] == sorted({m["frontend"] for m in margins})

@@ -5,6 +5,7 @@ a few hundred steps at most; the shipped agent comes from `make agent`."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,16 @@ def test_the_engines_load_the_agent_and_plan_within_the_rules(tiny):
     assert plan.engine == "rl" or plan.reasons[0].startswith("rl fell back")
     hybrid = HybridEngine(str(tiny), seed=1).solve(problem, seed=1)
     assert hybrid.engine == "hybrid" and hybrid.feasible
+
+
+def test_the_agent_is_read_once_per_file_version(tiny):
+    # The operator builds an engine every tick: the model is not read from disk again.
+    first = RlEngine(str(tiny)).policy
+    assert RlEngine(str(tiny)).policy is first
+    # A new version of the file (a retrained agent) is read again.
+    card = tiny.with_suffix(".json")
+    os.utime(card, ns=(card.stat().st_atime_ns, card.stat().st_mtime_ns + 1_000_000))
+    assert RlEngine(str(tiny)).policy is not first
 
 
 def test_the_numpy_forward_pass_is_the_policys_greedy_action(tiny):

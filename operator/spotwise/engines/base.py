@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -73,6 +73,17 @@ class Engine(Protocol):
     def solve(
         self, problem: Problem, *, warm_start: Plan | None = None, seed: int | None = None
     ) -> Plan: ...
+
+
+@runtime_checkable
+class Remembering(Protocol):
+    """An engine that carries something from one decision to the next (the rl agent's
+    knobs). `decide` keeps it in its state, so an engine built afresh for every tick, as
+    the operator's worker processes build them, goes on where the last one stopped."""
+
+    def memento(self) -> Hashable: ...
+
+    def restore(self, memento: Hashable) -> None: ...
 
 
 EngineFactory = Callable[..., Engine]

@@ -17,6 +17,7 @@ Not here: the agent, the shield and the packer (`rl.py`), the GA (`genetic.py`).
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
 from dataclasses import replace
 from typing import Any
 
@@ -66,6 +67,12 @@ class HybridEngine:
 
     def observe_time(self, seconds: float) -> None:
         self.rl.observe_time(seconds)
+
+    def memento(self) -> Hashable:
+        return self.rl.memento()
+
+    def restore(self, memento: Hashable) -> None:
+        self.rl.restore(memento)
 
     def solve(
         self, problem: Problem, *, warm_start: Plan | None = None, seed: int | None = None

@@ -32,11 +32,12 @@ the GA it falls back to (`genetic.py`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -867,8 +868,21 @@ def resolve_agent(agent: str | None) -> Path:
 
 
 def load_agent(agent: str | None) -> tuple[Sb3Agent, AgentCard]:
+    """The agent and its model card. Loaded once per process and file version: the
+    operator builds an engine every tick, and reading the model costs far more than a
+    decision."""
     require_rl_extra()
-    path = resolve_agent(agent)
+    path = resolve_agent(agent).resolve()
+    card_path = path.with_suffix(".json")
+    try:
+        versions = (path.stat().st_mtime_ns, card_path.stat().st_mtime_ns)
+    except FileNotFoundError:
+        versions = (path.stat().st_mtime_ns, 0)  # the missing card is reported below
+    return _load_agent(path, versions)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_agent(path: Path, versions: tuple[int, int]) -> tuple[Sb3Agent, AgentCard]:
     card_path = path.with_suffix(".json")
     try:
         data = json.loads(card_path.read_text("utf-8"))
@@ -917,6 +931,26 @@ class RlEngine:
         """Set the time of day of the next decision (the simulator's clock); without
         it the engine reads `clock` (the wall clock)."""
         self._time_override = seconds
+
+    def memento(self) -> Hashable:
+        """The agent's knobs per workload, as plain data (see `Remembering`)."""
+        return tuple(
+            sorted(
+                (name, k.margin, k.spot_target, k.last_demand)
+                for name, k in self.memory.knobs.items()
+            )
+        )
+
+    def restore(self, memento: Hashable) -> None:
+        """Knobs from `memento()`; None (a first decision) forgets them all."""
+        if memento is None:
+            self.memory = Memory()
+            return
+        if not isinstance(memento, tuple):
+            raise TypeError(f"not an rl engine memento: {type(memento).__name__}")
+        self.memory = Memory(
+            {name: Knobs(margin, spot, last) for name, margin, spot, last in memento}
+        )
 
     def solve(
         self, problem: Problem, *, warm_start: Plan | None = None, seed: int | None = None
