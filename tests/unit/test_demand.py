@@ -43,10 +43,27 @@ def test_headroom_follows_volatility():
 
 def test_rising_trend_forecasts_above_last_value():
     history = 100.0 + 3.0 * np.arange(120)
+    undamped = run(history, phi=1.0)
+    assert undamped.trend == pytest.approx(3.0, rel=0.01)
+    assert undamped.point == pytest.approx(history[-1] + 3.0 * HORIZON / STEP, rel=0.01)
+    # Damped (the default): the trend adds phi + phi^2 + ... + phi^18 steps, not 18.
     f = run(history)
-    assert f.trend == pytest.approx(3.0, rel=0.01)
-    assert f.point > history[-1]
-    assert f.point == pytest.approx(history[-1] + 3.0 * HORIZON / STEP, rel=0.01)
+    assert history[-1] < f.point < undamped.point
+    assert f.point == pytest.approx(f.level + f.trend * 0.9 * (1 - 0.9**18) / 0.1, rel=1e-9)
+
+
+def test_damping_keeps_noise_from_swinging_the_point():
+    # Minute-to-minute noise (15 %) around a flat level: the undamped trend extrapolates
+    # each wobble over the whole horizon, the damped one much less, so plans built on it
+    # swing less (and scale-down stabilization keeps fewer of their peaks).
+    rng = np.random.default_rng(21)
+    series = np.repeat(1000.0 * rng.lognormal(0.0, 0.15, 100), 6)  # per minute, 10 s steps
+
+    def swing(**kwargs: float) -> float:
+        points = np.array([run(series[i - 90 : i], **kwargs).point for i in range(90, 600, 6)])
+        return float(np.mean(np.abs(np.diff(points)) / points[1:]))
+
+    assert swing() < 0.75 * swing(phi=1.0)
 
 
 def test_noisy_rising_trend_still_rises():
@@ -104,6 +121,8 @@ def test_window_uses_recent_residuals_only():
         {"step_seconds": 10.0, "horizon_seconds": 60.0, "quantile": 1.5},
         {"step_seconds": 10.0, "horizon_seconds": 60.0, "alpha": 0.0},
         {"step_seconds": 10.0, "horizon_seconds": 60.0, "window": 0},
+        {"step_seconds": 10.0, "horizon_seconds": 60.0, "phi": 0.0},
+        {"step_seconds": 10.0, "horizon_seconds": 60.0, "phi": 1.5},
     ],
 )
 def test_rejects_bad_arguments(kwargs):

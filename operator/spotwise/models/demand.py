@@ -1,7 +1,9 @@
 """Demand forecast over a planning horizon, with headroom that follows volatility.
 
 Holt's linear (double exponential) smoothing gives a level and a trend; the point
-forecast extends the trend over the horizon (the tick interval plus node lead time).
+forecast extends the trend over the horizon (the tick interval plus node lead time),
+damped (Gardner-McKenzie, `phi`) so that a trend that picked up minute-to-minute noise
+is not carried over the whole horizon.
 The upper bound adds a quantile of recent one-step-ahead errors, widened with the
 square root of the horizon, so a noisy series gets more headroom than a smooth one at
 the same level. This is not a seasonal model and it does not read metrics: it takes
@@ -42,13 +44,14 @@ def forecast(
     quantile: float = 0.95,
     alpha: float = 0.5,
     beta: float = 0.1,
+    phi: float = 0.9,
     window: int = 60,
 ) -> Forecast:
     """Forecast `horizon_seconds` past the last sample of `history` (one per `step_seconds`).
 
-    `alpha` and `beta` smooth the level and the trend; `window` is how many recent
-    one-step errors set the headroom, and `quantile` which of them. Non-finite samples
-    (gaps in scraped metrics) are skipped.
+    `alpha` and `beta` smooth the level and the trend, `phi` damps the trend (1: not at
+    all); `window` is how many recent one-step errors set the headroom, and `quantile`
+    which of them. Non-finite samples (gaps in scraped metrics) are skipped.
     """
     if not step_seconds > 0:
         raise ValueError(f"step_seconds must be > 0, got {step_seconds}")
@@ -60,6 +63,8 @@ def forecast(
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must be in 0..1, got {beta}")
+    if not 0.0 < phi <= 1.0:
+        raise ValueError(f"phi must be in (0, 1], got {phi}")
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
 
@@ -79,14 +84,14 @@ def forecast(
     trend = values[1] - values[0]
     residuals = np.empty(n - 2, dtype=np.float64)
     for t in range(2, n):
-        predicted = level + trend
+        predicted = level + phi * trend
         residuals[t - 2] = values[t] - predicted
         new_level = alpha * values[t] + (1.0 - alpha) * predicted
-        trend = beta * (new_level - level) + (1.0 - beta) * trend
+        trend = beta * (new_level - level) + (1.0 - beta) * phi * trend
         level = new_level
 
     steps = horizon_seconds / step_seconds
-    point = max(level + trend * steps, 0.0)
+    point = max(level + trend * _damped_steps(phi, steps), 0.0)
     recent = residuals[-window:]
     if recent.size == 0:
         return Forecast(level, trend, point, point, n)
@@ -94,3 +99,10 @@ def forecast(
     spread = max(float(np.quantile(recent, quantile)), 0.0)
     upper = point + spread * math.sqrt(steps)
     return Forecast(level, trend, point, upper, n)
+
+
+def _damped_steps(phi: float, steps: float) -> float:
+    """phi + phi^2 + ... + phi^steps: how many steps of trend a damped forecast adds."""
+    if phi == 1.0:
+        return steps
+    return float(phi * (1.0 - phi**steps) / (1.0 - phi))
