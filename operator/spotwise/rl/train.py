@@ -297,7 +297,7 @@ def train(
     with native_stdout_to_stderr():
         model.learn(total_timesteps=settings.steps, callback=recorder)
     seconds = time.perf_counter() - started
-    env.close()  # joins environment processes, so that their CPU time is counted
+    env.close()
     cpu_seconds = _cpu_seconds() - cpu_started
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
@@ -337,7 +337,7 @@ def train(
         "processes": settings.processes,
         "torchThreads": settings.threads,
         "trainingSeconds": round(seconds, 1),
-        "trainingCpuSeconds": round(cpu_seconds, 1),
+        **_cpu_fields(cpu_seconds, in_processes=isinstance(vec, SubprocVecEnv)),
         "loadAverageAfter": _load_average(),
         "episodes": len(recorder.returns),
         "rewardCurve": [[int(t), round(float(r), 3)] for t, r in recorder.returns],
@@ -407,9 +407,22 @@ class _Recorder:
         return Recorder()
 
 
+def _cpu_fields(cpu_seconds: float, *, in_processes: bool) -> dict[str, Any]:
+    if in_processes:
+        # SB3 starts environment processes from a fork server: they are not our children,
+        # so getrusage cannot see their CPU time, and the parent's alone would mislead.
+        return {
+            "trainingCpuSeconds": None,
+            "trainingCpuSecondsNote": (
+                f"not measured: the environments ran in their own processes, whose CPU "
+                f"time this process cannot see (its own: {cpu_seconds:.1f} s)"
+            ),
+        }
+    return {"trainingCpuSeconds": round(cpu_seconds, 1)}
+
+
 def _cpu_seconds() -> float:
-    """CPU seconds used by this process and by its finished children (the environment
-    processes with `processes`)."""
+    """CPU seconds used by this process and by its finished children."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -663,7 +676,7 @@ def card_markdown(card: Mapping[str, Any], png_name: str) -> str:
         notes.append(f"CPU time {card['trainingCpuSecondsNote']}")
     if card.get("loadAverageAfter"):
         load = ", ".join(f"{x:g}" for x in card["loadAverageAfter"])
-        notes.append(f"load average {load} at the end: other jobs shared the 2 cores")
+        notes.append(f"load average {load} at the end")
     cpu = f" ({'; '.join(notes)})" if notes else ""
     if concurrency:
         what = (
