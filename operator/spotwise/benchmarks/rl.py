@@ -46,7 +46,7 @@ from spotwise.engines.rl import RlEngine, load_agent, resolve_agent
 from spotwise.rl.concurrency import plot_study, run_study, study_policy
 from spotwise.rl.train import load_arrivals, run_learned
 from spotwise.sim.run import summarize
-from spotwise.sim.simulator import SimConfig
+from spotwise.sim.simulator import FloatArray, SimConfig
 from spotwise.stdio import native_stdout_to_stderr
 
 HELD_OUT = ("1998-06-10", "1998-06-29", "1998-07-07")
@@ -123,6 +123,18 @@ def run_rl_benchmark(
 # -- held-out simulations -------------------------------------------------------------
 
 
+def window_arrivals(spec: str, policy: ScalingPolicy, settings: RlBenchSettings) -> FloatArray:
+    """The first `settings.days` of a held-out trace, split over the policy's workloads."""
+    arrivals = load_arrivals(
+        spec,
+        policy,
+        peak_rps=settings.peak_rps,
+        weights=WEIGHTS,
+        step_seconds=settings.step_seconds,
+    )
+    return arrivals[: round(settings.days * 86400 / settings.step_seconds)]
+
+
 def held_out(
     policy: ScalingPolicy,
     traces: dict[str, str],
@@ -131,14 +143,7 @@ def held_out(
 ) -> dict[str, Any]:
     runs = []
     for day, spec in traces.items():
-        arrivals = load_arrivals(
-            spec,
-            policy,
-            peak_rps=settings.peak_rps,
-            weights=WEIGHTS,
-            step_seconds=settings.step_seconds,
-        )
-        arrivals = arrivals[: round(settings.days * 86400 / settings.step_seconds)]
+        arrivals = window_arrivals(spec, policy, settings)
         for seed in settings.seeds:
             config = SimConfig(
                 step_seconds=settings.step_seconds,
@@ -198,14 +203,7 @@ def sample_problems(
     out = []
     names = [w.name for w in policy.spec.workloads]
     for day, spec in traces.items():
-        arrivals = load_arrivals(
-            spec,
-            policy,
-            peak_rps=settings.peak_rps,
-            weights=WEIGHTS,
-            step_seconds=settings.step_seconds,
-        )
-        arrivals = arrivals[: round(settings.days * 86400 / settings.step_seconds)]
+        arrivals = window_arrivals(spec, policy, settings)
         total = arrivals.sum(axis=1)
         for q in LOAD_QUANTILES:
             i = int(np.argmin(np.abs(total - np.quantile(total, q))))
