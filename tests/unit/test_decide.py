@@ -15,6 +15,7 @@ from spotwise.api import load_policy_file, parse_policy
 from spotwise.api.v1alpha1 import ScalingPolicySpec
 from spotwise.decide import (
     DEFAULT_SHUN_SECONDS,
+    FLOOR_SPREAD_SHARE,
     Decision,
     DecisionError,
     GuardState,
@@ -27,6 +28,7 @@ from spotwise.decide import (
 from spotwise.domain import CapacityType, Plan, Usl
 from spotwise.engines.base import build_tables, check_plan
 from spotwise.engines.exact import ExactEngine
+from spotwise.models.demand import forecast
 from spotwise.models.latency import p95_ms
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -491,6 +493,23 @@ def test_scale_up_is_not_delayed_by_the_window():
     calm = decide(spec, observe(0, {"api": 100.0}))
     spike = decide(spec, observe(60, {"api": 3000.0}), calm.state)
     assert spike.plan.workload("api").replicas >= least_need(spec, {"api": 3000.0}, "api")
+
+
+def test_the_window_remembers_the_point_forecast_not_the_noise_headroom():
+    """A noisy minute plans for its whole upper bound, but the scale-down window keeps
+    only the point forecast plus a quarter of the volatility headroom: the next calm
+    minute may release what the noise alone asked for."""
+    spec = stabilized_spec()
+    noisy = tuple(1000.0 * (1.3 if i % 2 else 0.7) for i in range(60))
+    f = forecast(noisy, step_seconds=STEP, horizon_seconds=spec.interval_seconds + 120.0)
+    assert f.upper > 1.5 * f.point  # the noise makes most of the upper bound
+    first = decide(spec, Observation(0, STEP, (WorkloadObservation("api", noisy),)))
+    upper_need = least_need(spec, {"api": f.upper}, "api")
+    assert first.plan.workload("api").replicas >= upper_need
+    remembered = least_need(spec, {"api": f.point + FLOOR_SPREAD_SHARE * f.headroom}, "api")
+    assert remembered < upper_need
+    calm = decide(spec, observe(60, {"api": 10.0}), first.state)
+    assert calm.plan.workload("api").replicas == remembered
 
 
 # -- decide: interruptions -----------------------------------------------------------------
