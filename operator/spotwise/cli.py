@@ -749,9 +749,9 @@ def bench_rl(
     only: Annotated[
         str,
         typer.Option(
-            help="Comma-separated sections: heldOut,hybrid,inference,concurrency,training."
+            help="Comma-separated sections: heldOut,hybrid,inference,concurrency,ablation,training."
         ),
-    ] = "heldOut,hybrid,inference,concurrency,training",
+    ] = "heldOut,hybrid,inference,concurrency,ablation,training",
     agent: Annotated[str, typer.Option(help="The rl engine's agent.")] = "shop-ppo",
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Write the concurrency plot here.")

@@ -18,6 +18,10 @@ Sections (all by default; `only` picks some):
   (as inside `decide`, which builds them first), and from scratch.
 - `concurrency`: the Knative concurrency study (`spotwise.rl.concurrency`) with the
   shipped concurrency agent on the held-out day 1998-06-29 (and a plot with `out_dir`).
+- `ablation`: the shop agent against fixed rules in its own action space on the held-out
+  windows (the start settings; keep a replica margin; a margin only while the load rises;
+  less spot; a concurrency limit one grid step off the fewest-replicas one), and how
+  often its greedy action is "hold". What the agent could have gained by acting.
 - `training`: what the agents' model cards say about their training.
 
 Not a test: it prints numbers. Times depend on the machine and its load.
@@ -38,20 +42,33 @@ from typing import Any
 import numpy as np
 
 from spotwise.api import ScalingPolicy, load_policy_file
-from spotwise.decide import CHURN_WEIGHT_HOURS, compile_problem
-from spotwise.engines.base import build_tables
+from spotwise.decide import CHURN_WEIGHT_HOURS, compile_problem, engine_for
+from spotwise.engines.base import IntArray, build_tables
 from spotwise.engines.genetic import GeneticEngine
 from spotwise.engines.hybrid import HybridEngine
-from spotwise.engines.rl import RlEngine, load_agent, resolve_agent
+from spotwise.engines.rl import (
+    GLOBAL_FEATURES,
+    KNOBS,
+    MAX_MARGIN,
+    SPOT_STEP,
+    WORKLOAD_FEATURES,
+    Agent,
+    F32Array,
+    RlEngine,
+    load_agent,
+    resolve_agent,
+)
 from spotwise.rl.concurrency import plot_study, run_study, study_policy
 from spotwise.rl.train import load_arrivals, run_learned
 from spotwise.sim.run import summarize
-from spotwise.sim.simulator import FloatArray, SimConfig
+from spotwise.sim.simulator import FloatArray, SimConfig, SimResult, Simulation, setup_from_policy
+from spotwise.sim.strategies import create_strategy
+from spotwise.sim.strategies.base import StrategyContext
 from spotwise.stdio import native_stdout_to_stderr
 
 HELD_OUT = ("1998-06-10", "1998-06-29", "1998-07-07")
 WEIGHTS = (0.5, 0.2, 0.3)
-SECTIONS = ("heldOut", "hybrid", "inference", "concurrency", "training")
+SECTIONS = ("heldOut", "hybrid", "inference", "concurrency", "ablation", "training")
 WORLDCUP_CSV = "worldcup98-requests-per-minute.csv"
 
 
@@ -113,6 +130,8 @@ def run_rl_benchmark(
             result["inference"] = inference(problems, settings, say)
     if "concurrency" in only:
         result["concurrency"] = concurrency(data_dir, settings, out_dir, say)
+    if "ablation" in only:
+        result["ablation"] = ablation(policy, traces, settings, say)
     if "training" in only:
         result["training"] = training(settings)
     result["targets"] = targets(result)
@@ -339,6 +358,153 @@ def inference(
         "solveWithTablesBuiltMs": ms(warm),
         "solveFromScratchMs": ms(cold),
         "fallbacks": dict(engine.fallbacks),
+    }
+
+
+# -- ablation: the agent against fixed rules in its action space ------------------------
+
+RISING = 0.05  # the `trend` feature above which a rule counts the load as rising
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A fixed policy in the shop agent's action space: every knob steered one step per
+    decision towards a target. The defaults are where a fresh engine starts (margin 0,
+    spot target 1, the limit that needs the fewest replicas); unlike "hold", the limit
+    then follows the fewest-replicas one as the load moves."""
+
+    name: str
+    margin: float = 0.0
+    margin_when_rising: float | None = None
+    spot_target: float = 1.0
+    concurrency_offset: int = 0  # grid steps from the limit that needs fewest replicas
+
+    def act(self, obs: F32Array) -> IntArray:
+        per = len(WORKLOAD_FEATURES)
+        n_w = (len(obs) - len(GLOBAL_FEATURES)) // per
+        action = np.ones(len(KNOBS) * n_w, dtype=np.int64)
+        for w in range(n_w):
+            f = dict(zip(WORKLOAD_FEATURES, obs[w * per : (w + 1) * per], strict=True))
+            margin = self.margin
+            if self.margin_when_rising is not None and f["trend"] > RISING:
+                margin = self.margin_when_rising
+            action[len(KNOBS) * w] = _towards(f["margin"] * MAX_MARGIN, margin, 0.05)
+            off = round(float(f["concurrency_vs_best"]) * 8)
+            action[len(KNOBS) * w + 1] = _towards(off, self.concurrency_offset, 0.5)
+            action[len(KNOBS) * w + 2] = _towards(f["spot_target"], self.spot_target, SPOT_STEP / 2)
+        return action
+
+    def sample(self, obs: F32Array, count: int, seed: int) -> list[IntArray]:
+        return [self.act(obs)] * count  # a rule has no alternatives
+
+
+def _towards(value: float, target: float, tolerance: float) -> int:
+    """0 (down), 1 (hold) or 2 (up): the knob's move towards `target`."""
+    if value < target - tolerance:
+        return 2
+    return 0 if value > target + tolerance else 1
+
+
+RULES = (
+    Rule("start settings"),
+    Rule("margin 0.1", margin=0.1),
+    Rule("margin 0.2 while the load rises", margin_when_rising=0.2),
+    Rule("spot target 0.5", spot_target=0.5),
+    Rule("limit one step below", concurrency_offset=-1),
+    Rule("limit one step above", concurrency_offset=1),
+)
+
+
+class _CountingAgent:
+    """The shipped agent, counting how often its greedy action holds every knob."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.actions = 0
+        self.holds = 0
+
+    def act(self, obs: F32Array) -> IntArray:
+        action = np.asarray(self.agent.act(obs), dtype=np.int64)
+        self.actions += 1
+        self.holds += int((action == 1).all())
+        return action
+
+    def sample(self, obs: F32Array, count: int, seed: int) -> list[IntArray]:
+        return self.agent.sample(obs, count, seed)
+
+
+def _run_policy(
+    policy: ScalingPolicy, arrivals: FloatArray, agent: Agent, config: SimConfig, keep_card: bool
+) -> SimResult:
+    """`spotwise:rl` with `agent` acting; without its card a rule is never out of range."""
+    setup = setup_from_policy(policy.spec)
+    context = StrategyContext(setup.spec, setup.workloads, setup.pools, config.seed)
+    runner = create_strategy("spotwise:genetic", context)
+    engine = engine_for(policy.spec, "rl")
+    assert isinstance(engine, RlEngine)
+    engine.policy = agent  # the engine as the operator builds it, with another actor
+    if not keep_card:
+        engine.card = None
+    runner.engine = engine  # type: ignore[attr-defined]
+    with native_stdout_to_stderr():
+        return Simulation(setup, runner, config).run(arrivals)
+
+
+def ablation(
+    policy: ScalingPolicy,
+    traces: dict[str, str],
+    settings: RlBenchSettings,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    shipped, _ = load_agent(settings.agent)
+    runs = []
+    for day, spec in traces.items():
+        arrivals = window_arrivals(spec, policy, settings)
+        seed = settings.seeds[0]
+        config = SimConfig(
+            step_seconds=settings.step_seconds,
+            seed=seed,
+            interruption_scale=settings.interruption_scale,
+        )
+        say(f"ablation {day}: the shipped agent")
+        counting = _CountingAgent(shipped)
+        agent_result = _run_policy(policy, arrivals, counting, config, keep_card=True)
+        row: dict[str, Any] = {
+            "window": day,
+            "seed": seed,
+            "agent": {
+                "cost": round(agent_result.cost, 4),
+                "sloViolationPct": agent_result.summary()["sloViolationPct"],
+                "greedyActions": counting.actions,
+                "holdEveryKnob": counting.holds,
+            },
+            "rules": {},
+        }
+        for rule in RULES:
+            say(f"ablation {day}: {rule.name}")
+            r = _run_policy(policy, arrivals, rule, config, keep_card=False)
+            row["rules"][rule.name] = {
+                "cost": round(r.cost, 4),
+                "costVsAgent": round(r.cost / agent_result.cost, 4),
+                "sloViolationPct": r.summary()["sloViolationPct"],
+            }
+        runs.append(row)
+    return {
+        "runs": runs,
+        "agentHoldShare": round(
+            sum(r["agent"]["holdEveryKnob"] for r in runs)
+            / max(1, sum(r["agent"]["greedyActions"] for r in runs)),
+            4,
+        ),
+        "rulesCostVsAgentMean": {
+            rule.name: round(
+                statistics.fmean(r["rules"][rule.name]["costVsAgent"] for r in runs), 4
+            )
+            for rule in RULES
+        },
+        "rulesSloViolationPctMax": {
+            rule.name: max(r["rules"][rule.name]["sloViolationPct"] for r in runs) for rule in RULES
+        },
     }
 
 
