@@ -154,6 +154,14 @@ def window_arrivals(spec: str, policy: ScalingPolicy, settings: RlBenchSettings)
     return arrivals[: round(settings.days * 86400 / settings.step_seconds)]
 
 
+def sim_config(settings: RlBenchSettings, seed: int) -> SimConfig:
+    return SimConfig(
+        step_seconds=settings.step_seconds,
+        seed=seed,
+        interruption_scale=settings.interruption_scale,
+    )
+
+
 def held_out(
     policy: ScalingPolicy,
     traces: dict[str, str],
@@ -164,11 +172,7 @@ def held_out(
     for day, spec in traces.items():
         arrivals = window_arrivals(spec, policy, settings)
         for seed in settings.seeds:
-            config = SimConfig(
-                step_seconds=settings.step_seconds,
-                seed=seed,
-                interruption_scale=settings.interruption_scale,
-            )
+            config = sim_config(settings, seed)
             results, counts = {}, {}
             for name in ("spotwise:rl", "spotwise:genetic", "spotwise:hybrid"):
                 say(f"held-out {day} seed {seed}: {name}")
@@ -461,11 +465,7 @@ def ablation(
     for day, spec in traces.items():
         arrivals = window_arrivals(spec, policy, settings)
         seed = settings.seeds[0]
-        config = SimConfig(
-            step_seconds=settings.step_seconds,
-            seed=seed,
-            interruption_scale=settings.interruption_scale,
-        )
+        config = sim_config(settings, seed)
         say(f"ablation {day}: the shipped agent")
         counting = _CountingAgent(shipped)
         agent_result = _run_policy(policy, arrivals, counting, config, keep_card=True)
