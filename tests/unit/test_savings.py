@@ -1,10 +1,25 @@
-"""The savings benchmark's bookkeeping: targets per run, aggregates and the plot."""
+"""The savings benchmark's bookkeeping: targets per run, aggregates, the noise yardstick
+and the plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from spotwise.benchmarks.savings import aggregate, plot_savings, targets
+import numpy as np
+import pytest
+
+from spotwise.benchmarks.savings import (
+    NOISE_QUANTILES,
+    SavingsSettings,
+    aggregate,
+    benchmark_traces,
+    lognormal_noise_quantile,
+    noise_quantile_traces,
+    noise_yardstick,
+    plot_savings,
+    targets,
+)
+from spotwise.sim.traces import SYNTHETIC_NOISE_CV, Trace, with_noise
 
 
 def _metrics(cost: float, slo: float, minutes: float, oracle: float) -> dict[str, float]:
@@ -59,3 +74,39 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
     result = {"runs": [*RUNS, *third], "settings": {"seeds": [1, 2, 3], "days": 2.0}}
     path = plot_savings(result, tmp_path / "savings.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("q", [0.5, 0.95, 0.99])
+def test_the_noise_quantile_is_the_generators(q: float) -> None:
+    flat = Trace("flat", 60.0, np.ones(400_000))
+    drawn = with_noise(flat, cv=SYNTHETIC_NOISE_CV, seed=3).rps
+    assert lognormal_noise_quantile(q, SYNTHETIC_NOISE_CV) == pytest.approx(
+        float(np.quantile(drawn, q)), rel=0.003
+    )
+
+
+def test_the_yardstick_covers_all_but_the_noise_tail() -> None:
+    settings = SavingsSettings(days=1.0)
+    load = benchmark_traces(None, settings)
+    yardsticks = noise_quantile_traces(settings)
+    assert set(yardsticks) == {(n, q) for n in load for q in NOISE_QUANTILES}
+    for (name, q), trace in yardsticks.items():
+        assert trace.steps == load[name].steps
+        short = float(np.mean(trace.rps < load[name].rps))
+        # Interpolating minutes to 10 s steps smooths both: a bit fewer steps short than 1-q.
+        assert 0.2 * (1 - q) < short < 1.2 * (1 - q), (name, q, short)
+
+
+def test_the_yardstick_is_related_to_its_own_traces_runs() -> None:
+    out = noise_yardstick(RUNS, {("a", 0.99): 2.0, ("z", 0.99): 9.0}, {("a", 0.99): 0.5})
+    assert out == [
+        {
+            "trace": "a",
+            "noiseQuantile": 0.99,
+            "cost": 2.0,
+            "costVsOracle": round(2.0 / 1.8, 4),
+            "costVsOnDemandHpa": 0.4,
+            "stepsShortPct": 0.5,
+            "engineCostVsYardstick": 1.1,
+        }
+    ]

@@ -21,6 +21,7 @@ from spotwise.sim.traces import (
     load_trace_csv,
     resolve_trace,
     synthetic,
+    synthetic_noise,
     with_noise,
     write_trace_csv,
 )
@@ -280,6 +281,17 @@ def test_synthetic_kinds(kind: str) -> None:
     assert a.steps == 2 * 1440
     assert a.peak == 250.0
     assert np.all(a.rps >= 0)
+
+
+def test_dividing_out_the_noise_leaves_the_noise_free_day() -> None:
+    noisy = synthetic("noisy-diurnal", 2, 60.0, 250.0, seed=7)
+    noise = synthetic_noise("noisy-diurnal", 2, 60.0, seed=7)
+    assert noise.std() > 0.1
+    # The same day shape (same seed, independent streams), on the noisy trace's scale.
+    ratio = noisy.rps / noise / synthetic("diurnal", 2, 60.0, 250.0, seed=7).rps
+    assert ratio.std() / ratio.mean() < 1e-9
+    for quiet in ("diurnal", "steps"):
+        assert np.all(synthetic_noise(quiet, 2, 60.0, seed=7) == 1.0)
 
 
 def test_flash_crowd_kind_stands_out() -> None:

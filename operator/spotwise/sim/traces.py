@@ -38,6 +38,9 @@ FloatArray = npt.NDArray[np.float64]
 TIME_COLUMNS: tuple[str, ...] = ("time", "timestamp", "ts", "t", "minute", "seconds")
 COUNT_COLUMNS: tuple[str, ...] = ("requests", "count", "rps", "value", "hits")
 SYNTHETIC_KINDS: tuple[str, ...] = ("diurnal", "noisy-diurnal", "flash-crowd", "steps")
+# Coefficient of variation of the synthetic traces' per-step noise. WorldCup98's
+# minute-to-minute variation around its 15-minute mean is about 4 %: this is a stress.
+SYNTHETIC_NOISE_CV = 0.15
 
 # Spacing may deviate this much (relative to the median) before a row is refused.
 SPACING_TOLERANCE = 0.10
@@ -426,11 +429,14 @@ def with_noise(trace: Trace, *, cv: float, seed: int) -> Trace:
     spread = _finite(cv, "cv", minimum=0.0)
     if spread == 0:
         return trace
-    sigma = math.sqrt(math.log1p(spread * spread))
+    return Trace(trace.name, trace.step_seconds, trace.rps * _noise(trace.steps, spread, seed))
+
+
+def _noise(steps: int, cv: float, seed: int) -> FloatArray:
+    sigma = math.sqrt(math.log1p(cv * cv))
     rng = np.random.default_rng(seed)
     # Mean -sigma^2/2 makes the factor's mean exactly 1, so noise adds no load on average.
-    factors = rng.lognormal(mean=-sigma * sigma / 2.0, sigma=sigma, size=trace.steps)
-    return Trace(trace.name, trace.step_seconds, trace.rps * factors)
+    return rng.lognormal(mean=-sigma * sigma / 2.0, sigma=sigma, size=steps)
 
 
 def flash_crowd(
@@ -460,10 +466,24 @@ def synthetic(kind: str, days: float, step_seconds: float, peak_rps: float, seed
     """A seeded synthetic trace whose busiest step is `peak_rps`; kinds in SYNTHETIC_KINDS.
 
     "diurnal": smooth days with a night floor of 15 % of the peak. "noisy-diurnal": that
-    with 15 % lognormal noise. "flash-crowd": noisy diurnal with one 3-6x surge starting
-    at a busy moment (the surge is the peak). "steps": random levels between 10 % and
-    100 % of the peak, each held for 15 minutes to 3 hours.
+    with independent lognormal noise every step (coefficient of variation
+    SYNTHETIC_NOISE_CV). "flash-crowd": noisy diurnal with one 3-6x surge starting at a
+    busy moment (the surge is the peak). "steps": random levels between 10 % and 100 % of
+    the peak, each held for 15 minutes to 3 hours.
     """
+    return _synthetic(kind, days, step_seconds, peak_rps, seed)[0]
+
+
+def synthetic_noise(kind: str, days: float, step_seconds: float, seed: int = 0) -> FloatArray:
+    """The noise factors that `synthetic` with the same arguments multiplied each step by
+    (all ones for the kinds without noise): dividing that trace by them leaves the
+    noise-free load on the same scale, surge included."""
+    return _synthetic(kind, days, step_seconds, 1.0, seed)[1]
+
+
+def _synthetic(
+    kind: str, days: float, step_seconds: float, peak_rps: float, seed: int
+) -> tuple[Trace, FloatArray]:
     if kind not in SYNTHETIC_KINDS:
         raise TraceError(
             f"unknown synthetic trace kind {kind!r}; expected one of {', '.join(SYNTHETIC_KINDS)}"
@@ -477,21 +497,23 @@ def synthetic(kind: str, days: float, step_seconds: float, peak_rps: float, seed
         trace = _steps(days, step_seconds, seed=shape_seed)
     else:
         trace = diurnal(days, step_seconds, base_rps=0.15 * top, peak_rps=top, seed=shape_seed)
-        if kind != "diurnal":
-            trace = with_noise(trace, cv=0.15, seed=noise_seed)
-        if kind == "flash-crowd":
-            rng = np.random.default_rng(event_seed)
-            # Start where the load is already high, as real flash crowds hit busy hours.
-            busy = np.flatnonzero(trace.rps >= 0.5 * trace.peak)
-            start = float(trace.times_seconds[int(rng.choice(busy))])
-            trace = flash_crowd(
-                trace,
-                at_seconds=start,
-                multiplier=float(rng.uniform(3.0, 6.0)),
-                rise_seconds=float(rng.uniform(60.0, 600.0)),
-                decay_seconds=float(rng.uniform(600.0, 2400.0)),
-            )
-    return Trace(f"synthetic:{kind}", trace.step_seconds, trace.rescaled(top).rps)
+    noise = np.ones(trace.steps)
+    if kind in ("noisy-diurnal", "flash-crowd"):
+        noise = _noise(trace.steps, SYNTHETIC_NOISE_CV, noise_seed)
+        trace = Trace(trace.name, trace.step_seconds, trace.rps * noise)
+    if kind == "flash-crowd":
+        rng = np.random.default_rng(event_seed)
+        # Start where the load is already high, as real flash crowds hit busy hours.
+        busy = np.flatnonzero(trace.rps >= 0.5 * trace.peak)
+        start = float(trace.times_seconds[int(rng.choice(busy))])
+        trace = flash_crowd(
+            trace,
+            at_seconds=start,
+            multiplier=float(rng.uniform(3.0, 6.0)),
+            rise_seconds=float(rng.uniform(60.0, 600.0)),
+            decay_seconds=float(rng.uniform(600.0, 2400.0)),
+        )
+    return Trace(f"synthetic:{kind}", trace.step_seconds, trace.rescaled(top).rps), noise
 
 
 def _steps(days: float, step_seconds: float, *, seed: int) -> Trace:
