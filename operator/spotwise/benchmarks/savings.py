@@ -13,8 +13,9 @@ prices a yardstick no real strategy reaches: knowing the noise-free load exactly
 buying, at every step and instantly, capacity for a high quantile of the noise (the
 oracle's plans for that load). It says how much of the gap to the oracle is the noise.
 
-Output: per run the simulator's summary, per strategy the aggregates, and the targets of
-the simulator issue with whether each was met. Not a test: it prints numbers.
+Output: per run the simulator's summary, per strategy the aggregates, the targets of the
+simulator issue with whether each was met, and the yardstick's cost per synthetic trace
+and noise quantile. Not a test: it prints numbers.
 """
 
 from __future__ import annotations
